@@ -1,0 +1,93 @@
+// Package store persists sessions and executions. One implementation
+// (database/sql) serves both drivers, SQLite and PostgreSQL, and one contract
+// suite (storetest) proves they behave the same.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/session"
+)
+
+// Errors a Store returns; callers branch on them with errors.Is.
+var (
+	ErrSessionNotFound   = errors.New("session not found")
+	ErrExecutionNotFound = errors.New("execution not found")
+	ErrSessionClosed     = errors.New("session closed")
+	ErrVersionConflict   = errors.New("version conflict")
+	ErrTooManyInflight   = errors.New("too many executions in flight for this session")
+	ErrIdempotencyReused = errors.New("idempotency key reused with a different request")
+	// ErrFenced means the attempt no longer owns the execution: it is
+	// terminal, or a newer attempt has started it. The caller drops its result.
+	ErrFenced = errors.New("attempt fenced out")
+	// ErrUnavailable wraps failures to reach the database at all.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// TxFunc runs inside a store transaction, so that what it writes (a River
+// job insert or completion) commits or rolls back with the store's rows.
+type TxFunc func(ctx context.Context, tx *sql.Tx) error
+
+// Store is the narrow interface the API and the workers use.
+type Store interface {
+	// DB is the handle River's driver shares, so that jobs and rows can be
+	// written in one transaction.
+	DB() *sql.DB
+	// Driver is "sqlite" or "postgres".
+	Driver() string
+	// Migrate creates or upgrades runbox's own tables (River migrates its own).
+	Migrate(ctx context.Context) error
+	Ping(ctx context.Context) error
+	Close() error
+
+	CreateSession(ctx context.Context, s *session.Session) error
+	// GetSession returns ErrSessionNotFound for an unknown id or another tenant's.
+	GetSession(ctx context.Context, tenant string, id uuid.UUID) (*session.Session, error)
+	// UpdateSession applies an autosave atomically: version+1 and updated_at=now,
+	// or ErrVersionConflict when p.IfMatch is set and stale, ErrSessionClosed when closed.
+	UpdateSession(ctx context.Context, tenant string, id uuid.UUID, p session.Patch, now time.Time) (*session.Session, error)
+	// CloseSession marks the session CLOSED (idempotent).
+	CloseSession(ctx context.Context, tenant string, id uuid.UUID, now time.Time) error
+
+	// CreateExecution snapshots the session's language and source into e
+	// (e.ID, e.SessionID, e.Tenant, e.Stdin, e.QueuedAt, e.IdempotencyKey and
+	// e.RequestHash are set by the caller), inserts it QUEUED and calls enqueue
+	// in the same transaction. With an idempotency key already used for this
+	// session it returns the existing execution and created=false without
+	// calling enqueue, or ErrIdempotencyReused when the request hash differs.
+	// It returns ErrTooManyInflight when the session already has maxInflight
+	// QUEUED or RUNNING executions (checked under a lock, not racy).
+	CreateExecution(ctx context.Context, e *execution.Execution, maxInflight int, enqueue TxFunc) (stored *execution.Execution, created bool, err error)
+	GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error)
+	// ListExecutions returns a session's executions newest first, and an
+	// opaque cursor for the next page ("" when there is none).
+	ListExecutions(ctx context.Context, tenant string, sessionID uuid.UUID, limit int, cursor string) ([]*execution.Execution, string, error)
+
+	// StartAttempt moves the execution to RUNNING for this attempt, setting
+	// started_at and attempts. ErrFenced when it is terminal or a later
+	// attempt already started it.
+	StartAttempt(ctx context.Context, id uuid.UUID, attempt int, now time.Time) (*execution.Execution, error)
+	// FinishAttempt records a terminal result only if the execution is
+	// RUNNING under this attempt (else ErrFenced), calling complete in the
+	// same transaction, and wakes waiters of other processes (PostgreSQL NOTIFY).
+	FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time, complete TxFunc) error
+	// FailUnstarted ends a QUEUED or RUNNING execution FAILED with r (used when
+	// the retry budget is spent); ErrFenced if already terminal.
+	FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) error
+
+	// QueueDepth counts QUEUED executions; it must stay cheap at 100,000.
+	QueueDepth(ctx context.Context) (int64, error)
+	// PurgeBefore deletes terminal executions finished before cutoff and
+	// closed sessions (with their executions) updated before cutoff.
+	PurgeBefore(ctx context.Context, cutoff time.Time) (int64, error)
+	// ListenFinished calls fn with the id of every execution that becomes
+	// terminal in another process, until ctx ends; it reconnects on its own.
+	// On SQLite it returns at once (in-process notification suffices).
+	ListenFinished(ctx context.Context, fn func(uuid.UUID)) error
+}
