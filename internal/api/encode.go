@@ -1,0 +1,200 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/session"
+)
+
+// maxBodyBytes bounds every request body (SPEC §2: over 1 MiB → 413).
+const maxBodyBytes = 1 << 20
+
+// problem is an RFC 9457 problem detail with runbox's stable code.
+type problem struct {
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Code     string `json:"code"`
+	Instance string `json:"instance,omitempty"`
+}
+
+// apiError is an error that knows its HTTP answer.
+type apiError struct {
+	status     int
+	code       string
+	detail     string
+	retryAfter int // seconds; 0 = no header
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.detail }
+
+func errorf(status int, code, detail string) *apiError {
+	return &apiError{status: status, code: code, detail: detail}
+}
+
+var titles = map[string]string{
+	"invalid_request":        "Invalid request",
+	"unsupported_language":   "Unsupported language",
+	"unauthorized":           "Unauthorized",
+	"session_not_found":      "Session not found",
+	"execution_not_found":    "Execution not found",
+	"not_found":              "Not found",
+	"method_not_allowed":     "Method not allowed",
+	"session_closed":         "Session closed",
+	"version_conflict":       "Version conflict",
+	"source_too_large":       "Source too large",
+	"stdin_too_large":        "Stdin too large",
+	"body_too_large":         "Body too large",
+	"idempotency_key_reused": "Idempotency key reused",
+	"rate_limited":           "Rate limited",
+	"too_many_inflight":      "Too many executions in flight",
+	"internal_error":         "Internal error",
+	"overloaded":             "Overloaded",
+	"unavailable":            "Service unavailable",
+}
+
+// writeProblem answers with a problem+json body.
+func writeProblem(w http.ResponseWriter, e *apiError) {
+	if e.retryAfter > 0 {
+		w.Header().Set("Retry-After", itoa(e.retryAfter))
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(problem{
+		Type:   "https://runbox.dev/problems/" + strings.ReplaceAll(e.code, "_", "-"),
+		Title:  titles[e.code],
+		Status: e.status,
+		Detail: e.detail,
+		Code:   e.code,
+	})
+}
+
+// writeJSON answers with a JSON body.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a JSON body strictly: one object, no unknown fields, at most
+// maxBodyBytes. An empty body is allowed only when emptyOK.
+func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiError {
+	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if errors.Is(err, io.EOF) && emptyOK {
+		return nil
+	}
+	if err == nil && dec.More() {
+		err = errors.New("body must hold a single JSON object")
+	} else if err == nil {
+		if _, extra := dec.Token(); extra != io.EOF {
+			err = errors.New("body must hold a single JSON object")
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request bodies are limited to 1 MiB")
+	}
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, "invalid_request", "request body is required")
+	case errors.As(err, &typeErr):
+		return errorf(http.StatusBadRequest, "invalid_request", "field "+typeErr.Field+" has the wrong type")
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return errorf(http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "json: "))
+	default:
+		return errorf(http.StatusBadRequest, "invalid_request", "body is not valid JSON")
+	}
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+
+func stampPtr(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := stamp(*t)
+	return &s
+}
+
+type sessionJSON struct {
+	SessionID  string         `json:"session_id"`
+	Status     session.Status `json:"status"`
+	Language   string         `json:"language"`
+	SourceCode *string        `json:"source_code,omitempty"`
+	Version    int64          `json:"version"`
+	CreatedAt  string         `json:"created_at,omitempty"`
+	UpdatedAt  string         `json:"updated_at"`
+}
+
+func sessionBody(s *session.Session) sessionJSON {
+	return sessionJSON{
+		SessionID: s.ID.String(), Status: s.Status, Language: s.Language, SourceCode: &s.SourceCode,
+		Version: s.Version, CreatedAt: stamp(s.CreatedAt), UpdatedAt: stamp(s.UpdatedAt),
+	}
+}
+
+// autosaveBody is the short answer to PATCH: no source echo, autosave is hot.
+func autosaveBody(s *session.Session) sessionJSON {
+	return sessionJSON{SessionID: s.ID.String(), Status: s.Status, Language: s.Language, Version: s.Version, UpdatedAt: stamp(s.UpdatedAt)}
+}
+
+type executionJSON struct {
+	ExecutionID     string           `json:"execution_id"`
+	SessionID       string           `json:"session_id"`
+	Language        string           `json:"language"`
+	Status          execution.Status `json:"status"`
+	QueuedAt        string           `json:"queued_at"`
+	StartedAt       *string          `json:"started_at"`
+	FinishedAt      *string          `json:"finished_at"`
+	Attempts        int              `json:"attempts"`
+	Stdout          *string          `json:"stdout"`
+	Stderr          *string          `json:"stderr"`
+	StdoutTruncated *bool            `json:"stdout_truncated"`
+	StderrTruncated *bool            `json:"stderr_truncated"`
+	CompileOutput   *string          `json:"compile_output"`
+	ExitCode        *int             `json:"exit_code"`
+	Signal          *string          `json:"signal"`
+	ExecutionTimeMS *int64           `json:"execution_time_ms"`
+	CPUTimeMS       *int64           `json:"cpu_time_ms"`
+	MemoryKB        *int64           `json:"memory_kb"`
+	Error           *execution.Error `json:"error"`
+}
+
+func executionBody(e *execution.Execution) executionJSON {
+	out := executionJSON{
+		ExecutionID: e.ID.String(), SessionID: e.SessionID.String(), Language: e.Language, Status: e.Status,
+		QueuedAt: stamp(e.QueuedAt), StartedAt: stampPtr(e.StartedAt), FinishedAt: stampPtr(e.FinishedAt),
+		Attempts: e.Attempts,
+	}
+	if r := e.Result; r != nil && e.Status.Terminal() {
+		out.Stdout, out.Stderr = &r.Stdout, &r.Stderr
+		out.StdoutTruncated, out.StderrTruncated = &r.StdoutTruncated, &r.StderrTruncated
+		out.CompileOutput, out.ExitCode, out.Signal = r.CompileOutput, r.ExitCode, r.Signal
+		out.ExecutionTimeMS, out.CPUTimeMS, out.MemoryKB = r.ExecutionTimeMS, r.CPUTimeMS, r.MemoryKB
+		out.Error = r.Error
+	}
+	return out
+}
+
+type acceptedJSON struct {
+	ExecutionID string           `json:"execution_id"`
+	SessionID   string           `json:"session_id"`
+	Status      execution.Status `json:"status"`
+	QueuedAt    string           `json:"queued_at"`
+}

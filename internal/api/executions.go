@@ -1,0 +1,195 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/runbox/runbox/internal/execution"
+)
+
+var errExecutionNotFound = errorf(http.StatusNotFound, "execution_not_found", "no such execution")
+
+const maxIdempotencyKey = 255
+
+func (s *server) rateLimit(w http.ResponseWriter, r *http.Request, l *limiter) *apiError {
+	ok, wait := l.allow(clientKey(r), time.Now())
+	if ok {
+		return nil
+	}
+	s.Metrics.Rejections.WithLabelValues("rate_limited").Inc()
+	return &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests; retry later", max(wait, 1)}
+}
+
+func (s *server) run() http.Handler {
+	type request struct {
+		Stdin *string `json:"stdin"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, e := pathID(r, errSessionNotFound)
+		if e != nil {
+			writeProblem(w, e)
+			return
+		}
+		if e := s.rateLimit(w, r, s.runLimit); e != nil {
+			writeProblem(w, e)
+			return
+		}
+		key := r.Header.Get("Idempotency-Key")
+		if len(key) > maxIdempotencyKey {
+			writeProblem(w, errorf(http.StatusBadRequest, "invalid_request", "Idempotency-Key is limited to 255 characters"))
+			return
+		}
+		var req request
+		if e := decode(w, r, &req, true); e != nil {
+			writeProblem(w, e)
+			return
+		}
+		stdin := ""
+		if req.Stdin != nil {
+			stdin = *req.Stdin
+		}
+		if int64(len(stdin)) > s.Config.MaxStdinBytes {
+			writeProblem(w, errorf(http.StatusRequestEntityTooLarge, "stdin_too_large",
+				fmt.Sprintf("stdin is limited to %d bytes", s.Config.MaxStdinBytes)))
+			return
+		}
+		depth, err := s.queueDepth(r.Context())
+		if err != nil {
+			writeProblem(w, s.storeError(r, err))
+			return
+		}
+		if depth >= s.Config.MaxQueueDepth {
+			s.Metrics.Rejections.WithLabelValues("overloaded").Inc()
+			writeProblem(w, &apiError{http.StatusServiceUnavailable, "overloaded", "too many runs are waiting; retry later", 5})
+			return
+		}
+		sum := sha256.Sum256([]byte(stdin))
+		e0 := &execution.Execution{ID: uuid.New(), SessionID: id, Tenant: tenant(r), Stdin: stdin,
+			QueuedAt: s.Now().UTC(), IdempotencyKey: key, RequestHash: hex.EncodeToString(sum[:])}
+		enqueue := func(ctx context.Context, tx *sql.Tx) error { return s.Queue.Enqueue(ctx, tx, e0.ID) }
+		stored, created, err := s.Store.CreateExecution(r.Context(), e0, s.Config.MaxInflightPerSession, enqueue)
+		if err != nil {
+			writeProblem(w, s.storeError(r, err))
+			return
+		}
+		if created {
+			s.Logger.Info("execution queued", "execution_id", stored.ID, "session_id", stored.SessionID,
+				"language", stored.Language, "status", stored.Status, "request_id", requestID(r))
+		}
+		w.Header().Set("Location", "/executions/"+stored.ID.String())
+		writeJSON(w, http.StatusAccepted, acceptedJSON{ExecutionID: stored.ID.String(), SessionID: stored.SessionID.String(),
+			Status: stored.Status, QueuedAt: stamp(stored.QueuedAt)})
+	})
+}
+
+func (s *server) getExecution() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, e := pathID(r, errExecutionNotFound)
+		if e != nil {
+			writeProblem(w, e)
+			return
+		}
+		wait := time.Duration(0)
+		if v := r.URL.Query().Get("wait"); v != "" {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n < 0 || n > 30 {
+				writeProblem(w, errorf(http.StatusBadRequest, "invalid_request", "wait must be a number of seconds from 0 to 30"))
+				return
+			}
+			wait = time.Duration(n * float64(time.Second))
+		}
+		ex, err := s.Store.GetExecution(r.Context(), tenant(r), id)
+		if err == nil && wait > 0 && !ex.Status.Terminal() {
+			ex, err = s.waitTerminal(r, ex, wait)
+		}
+		if err != nil {
+			writeProblem(w, s.storeError(r, err))
+			return
+		}
+		writeJSON(w, http.StatusOK, executionBody(ex))
+	})
+}
+
+// crossProcessRecheck bounds how late a waiter learns of a result recorded
+// by a worker in another process when no notification reaches it (SQLite
+// has no LISTEN/NOTIFY); in-process workers and PostgreSQL wake it at once.
+const crossProcessRecheck = time.Second
+
+// waitTerminal holds the request until the hub says id is terminal or the
+// wait is over, then reads the execution again.
+func (s *server) waitTerminal(r *http.Request, ex *execution.Execution, wait time.Duration) (*execution.Execution, error) {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		done, release := s.Hub.Subscribe(ex.ID)
+		// Read after subscribing, so a result recorded in between is not missed.
+		cur, err := s.Store.GetExecution(r.Context(), tenant(r), ex.ID)
+		if err != nil || cur.Status.Terminal() {
+			release()
+			return cur, err
+		}
+		recheck := time.NewTimer(crossProcessRecheck)
+		select {
+		case <-done:
+		case <-recheck.C:
+		case <-deadline.C:
+			release()
+			recheck.Stop()
+			return s.Store.GetExecution(r.Context(), tenant(r), ex.ID)
+		case <-r.Context().Done():
+			release()
+			recheck.Stop()
+			return cur, nil
+		}
+		release()
+		recheck.Stop()
+	}
+}
+
+func (s *server) listExecutions() http.Handler {
+	type page struct {
+		Items      []executionJSON `json:"items"`
+		NextCursor *string         `json:"next_cursor"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, e := pathID(r, errSessionNotFound)
+		if e != nil {
+			writeProblem(w, e)
+			return
+		}
+		limit := 20
+		if v := r.URL.Query().Get("limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 100 {
+				writeProblem(w, errorf(http.StatusBadRequest, "invalid_request", "limit must be an integer from 1 to 100"))
+				return
+			}
+			limit = n
+		}
+		if _, err := s.Store.GetSession(r.Context(), tenant(r), id); err != nil {
+			writeProblem(w, s.storeError(r, err))
+			return
+		}
+		items, next, err := s.Store.ListExecutions(r.Context(), tenant(r), id, limit, r.URL.Query().Get("cursor"))
+		if err != nil {
+			writeProblem(w, s.storeError(r, err))
+			return
+		}
+		out := page{Items: make([]executionJSON, 0, len(items))}
+		for _, it := range items {
+			out.Items = append(out.Items, executionBody(it))
+		}
+		if next != "" {
+			out.NextCursor = &next
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}

@@ -1,0 +1,169 @@
+// Package api is runbox's HTTP API (SPEC §2). routes.go maps every endpoint;
+// handlers are functions returning http.Handler; encode.go holds the one
+// place where bodies are decoded, validated and encoded.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/runbox/runbox/internal/config"
+	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/language"
+	"github.com/runbox/runbox/internal/store"
+	"github.com/runbox/runbox/internal/telemetry"
+)
+
+// Enqueuer inserts an execution's job inside the store's transaction.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error
+}
+
+// Deps are everything the API needs; cmd/runbox builds them.
+type Deps struct {
+	Config    *config.Config
+	Store     store.Store
+	Queue     Enqueuer
+	Languages *language.Registry
+	Hub       *execution.Hub
+	Metrics   *telemetry.Metrics
+	Logger    *slog.Logger
+	// Checks are readiness checks besides the database (the sandbox
+	// self-check in serve mode); each returns "" when healthy, else a reason.
+	Checks  map[string]func(context.Context) string
+	OpenAPI []byte
+	Now     func() time.Time
+}
+
+// server holds the per-process state the handlers share.
+type server struct {
+	Deps
+	keys     []apiKey
+	runLimit *limiter
+	saveLim  *limiter
+	depth    depthCache
+}
+
+type apiKey struct {
+	digest [32]byte
+	tenant string
+}
+
+// NewHandler returns the whole API as one http.Handler.
+func NewHandler(d Deps) http.Handler {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s := &server{
+		Deps:     d,
+		keys:     parseKeys(d.Config.APIKeys),
+		runLimit: newLimiter(d.Config.RunRate, d.Config.RunBurst),
+		saveLim:  newLimiter(d.Config.AutosaveRate, d.Config.AutosaveBurst),
+	}
+	return s.routes()
+}
+
+// parseKeys reads "tenant:key" or bare "key" entries. A bare key's tenant is
+// derived from its digest, so it is stable and reveals nothing of the key.
+func parseKeys(entries []string) []apiKey {
+	var keys []apiKey
+	for _, e := range entries {
+		tenant, key, ok := strings.Cut(e, ":")
+		if !ok {
+			key = e
+			sum := sha256.Sum256([]byte(key))
+			tenant = "t-" + hex.EncodeToString(sum[:6])
+		}
+		keys = append(keys, apiKey{digest: sha256.Sum256([]byte(key)), tenant: tenant})
+	}
+	return keys
+}
+
+// tenantOf returns the caller's tenant, comparing digests in constant time
+// against every key so that timing reveals neither which key nor how much matched.
+func (s *server) tenantOf(r *http.Request) (string, bool) {
+	if len(s.keys) == 0 {
+		return "", true
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		return "", false
+	}
+	got := sha256.Sum256([]byte(token))
+	tenant, found := "", 0
+	for _, k := range s.keys {
+		if subtle.ConstantTimeCompare(got[:], k.digest[:]) == 1 {
+			tenant, found = k.tenant, 1
+		}
+	}
+	return tenant, found == 1
+}
+
+// storeError maps a store failure to its answer; unexpected ones are logged
+// under an incident id and answered without details.
+func (s *server) storeError(r *http.Request, err error) *apiError {
+	switch {
+	case errors.Is(err, store.ErrSessionNotFound):
+		return errorf(http.StatusNotFound, "session_not_found", "no such session")
+	case errors.Is(err, store.ErrExecutionNotFound):
+		return errorf(http.StatusNotFound, "execution_not_found", "no such execution")
+	case errors.Is(err, store.ErrSessionClosed):
+		return errorf(http.StatusConflict, "session_closed", "the session is closed")
+	case errors.Is(err, store.ErrVersionConflict):
+		return errorf(http.StatusPreconditionFailed, "version_conflict", "the session has changed since that version")
+	case errors.Is(err, store.ErrTooManyInflight):
+		s.Metrics.Rejections.WithLabelValues("too_many_inflight").Inc()
+		return &apiError{http.StatusTooManyRequests, "too_many_inflight", "this session already has the maximum of executions queued or running", 1}
+	case errors.Is(err, store.ErrIdempotencyReused):
+		return errorf(http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+	case errors.Is(err, store.ErrInvalidCursor):
+		return errorf(http.StatusBadRequest, "invalid_request", "cursor is not valid")
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		s.Logger.Warn("database unavailable", "request_id", requestID(r), "error", err.Error())
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "the service is temporarily unavailable", 2}
+	}
+	return s.internal(r, err)
+}
+
+func (s *server) internal(r *http.Request, err error) *apiError {
+	incident := uuid.NewString()
+	s.Logger.Error("internal error", "incident_id", incident, "request_id", requestID(r), "error", err.Error())
+	return errorf(http.StatusInternalServerError, "internal_error", "internal error; incident "+incident)
+}
+
+// depthCache keeps the queue depth for a short while: the overload check runs
+// on every run request and must stay cheap at a backlog of 100,000.
+type depthCache struct {
+	mu    sync.Mutex
+	value int64
+	at    time.Time
+}
+
+func (s *server) queueDepth(ctx context.Context) (int64, error) {
+	s.depth.mu.Lock()
+	defer s.depth.mu.Unlock()
+	if time.Since(s.depth.at) < 250*time.Millisecond {
+		return s.depth.value, nil
+	}
+	n, err := s.Store.QueueDepth(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s.depth.value, s.depth.at = n, time.Now()
+	s.Metrics.QueueDepth.Set(float64(n))
+	return n, nil
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,318 @@
+// Package config reads runbox's configuration from RUNBOX_* environment
+// variables. Every variable, its default and meaning is listed in Vars, which
+// the README's table and every subcommand's --help are checked against.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Limits bound one step (compile or run) of an execution.
+type Limits struct {
+	WallTime    time.Duration
+	CPUTime     time.Duration
+	MemoryBytes int64
+	Pids        int
+}
+
+// Config is everything runbox reads from its environment.
+type Config struct {
+	DatabaseURL          string
+	DataDir              string
+	HTTPAddr             string
+	WorkerConcurrency    int
+	APIKeys              []string
+	AllowUnauthenticated bool
+	LanguagesFile        string
+	LogLevel             string
+	LogFormat            string
+
+	Run, Compile    Limits
+	OutputBytes     int64
+	OutputKillBytes int64
+	ScratchBytes    int64
+	MaxSourceBytes  int64
+	MaxStdinBytes   int64
+
+	MaxQueueDepth         int64
+	MaxInflightPerSession int
+	RunRate               float64 // runs per second per client
+	RunBurst              int
+	AutosaveRate          float64 // autosaves per second per client
+	AutosaveBurst         int
+
+	MaxAttempts       int
+	ShutdownGrace     time.Duration
+	RequestTimeout    time.Duration
+	Retention         time.Duration
+	FetchPollInterval time.Duration
+}
+
+// Var documents one environment variable.
+type Var struct {
+	Name, Default, Meaning string
+	Roles                  []string // subcommands that read it: serve, api, worker, migrate
+}
+
+var (
+	all    = []string{"serve", "api", "worker", "migrate"}
+	apiSrv = []string{"serve", "api"}
+	worker = []string{"serve", "worker"}
+	server = []string{"serve", "api", "worker"}
+)
+
+// Vars lists every variable runbox reads.
+var Vars = []Var{
+	{"RUNBOX_DATABASE_URL", "(empty: SQLite in RUNBOX_DATA_DIR)", "sqlite://PATH or postgres://… ; empty means the embedded SQLite file DATA_DIR/runbox.db", all},
+	{"RUNBOX_DATA_DIR", "./data", "directory for the SQLite file and the jails' scratch mounts; created on first start", all},
+	{"RUNBOX_HTTP_ADDR", "127.0.0.1:8080", "listen address of the API", apiSrv},
+	{"RUNBOX_WORKER_CONCURRENCY", "number of CPUs", "executions run at once by one worker process", worker},
+	{"RUNBOX_API_KEYS", "(none)", "comma-separated API keys, each optionally prefixed `tenant:` (a bare key is its own tenant); enables Bearer authentication", apiSrv},
+	{"RUNBOX_API_KEYS_FILE", "(none)", "file with one tenant:key per line, read instead of RUNBOX_API_KEYS (for secrets)", apiSrv},
+	{"RUNBOX_ALLOW_UNAUTHENTICATED", "false", "allow listening on a non-loopback address without API keys", apiSrv},
+	{"RUNBOX_LANGUAGES_FILE", "(embedded registry)", "YAML language registry replacing the embedded one", server},
+	{"RUNBOX_LOG_LEVEL", "info", "debug, info, warn or error", all},
+	{"RUNBOX_LOG_FORMAT", "json", "json or text", all},
+	{"RUNBOX_RUN_WALL_TIME", "5s", "wall-clock limit of a run", worker},
+	{"RUNBOX_RUN_CPU_TIME", "5s", "CPU-time limit of a run", worker},
+	{"RUNBOX_RUN_MEMORY", "256MiB", "memory limit of a run (cgroup, swap off)", worker},
+	{"RUNBOX_RUN_PIDS", "64", "processes and threads of a run", worker},
+	{"RUNBOX_COMPILE_WALL_TIME", "15s", "wall-clock limit of a compile step", worker},
+	{"RUNBOX_COMPILE_CPU_TIME", "15s", "CPU-time limit of a compile step", worker},
+	{"RUNBOX_COMPILE_MEMORY", "1GiB", "memory limit of a compile step", worker},
+	{"RUNBOX_COMPILE_PIDS", "256", "processes and threads of a compile step", worker},
+	{"RUNBOX_OUTPUT_LIMIT", "64KiB", "stdout and stderr kept, each", worker},
+	{"RUNBOX_OUTPUT_KILL_LIMIT", "1MiB", "a program writing more than this to one stream is killed (OUTPUT_LIMIT_EXCEEDED)", worker},
+	{"RUNBOX_SCRATCH_SIZE", "32MiB", "writable scratch space of a run", worker},
+	{"RUNBOX_MAX_SOURCE_BYTES", "64KiB", "largest source_code accepted", apiSrv},
+	{"RUNBOX_MAX_STDIN_BYTES", "64KiB", "largest stdin accepted", apiSrv},
+	{"RUNBOX_MAX_QUEUE_DEPTH", "10000", "queued executions beyond which runs are refused with 503 overloaded", apiSrv},
+	{"RUNBOX_MAX_INFLIGHT_PER_SESSION", "2", "queued or running executions allowed per session", apiSrv},
+	{"RUNBOX_RUN_RATE", "2", "runs per second per client (token bucket refill)", apiSrv},
+	{"RUNBOX_RUN_BURST", "10", "run token bucket size", apiSrv},
+	{"RUNBOX_AUTOSAVE_RATE", "20", "autosaves per second per client", apiSrv},
+	{"RUNBOX_AUTOSAVE_BURST", "60", "autosave token bucket size", apiSrv},
+	{"RUNBOX_MAX_ATTEMPTS", "3", "attempts of an execution whose failure is not the program's (sandbox or infrastructure) before FAILED INTERNAL_ERROR", worker},
+	{"RUNBOX_SHUTDOWN_GRACE", "30s", "time in-flight requests and runs get to finish on SIGTERM", server},
+	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
+	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged", server},
+	{"RUNBOX_FETCH_POLL_INTERVAL", "1s", "how often idle workers look for jobs when no notification arrives", worker},
+}
+
+// VarsFor returns the variables the given subcommand reads.
+func VarsFor(role string) []Var {
+	var out []Var
+	for _, v := range Vars {
+		for _, r := range v.Roles {
+			if r == role {
+				out = append(out, v)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Load reads the configuration; getenv is os.Getenv outside tests.
+func Load(getenv func(string) string) (*Config, error) {
+	p := parser{getenv: getenv}
+	c := &Config{
+		DatabaseURL:          getenv("RUNBOX_DATABASE_URL"),
+		DataDir:              p.str("RUNBOX_DATA_DIR", "./data"),
+		HTTPAddr:             p.str("RUNBOX_HTTP_ADDR", "127.0.0.1:8080"),
+		WorkerConcurrency:    p.int("RUNBOX_WORKER_CONCURRENCY", runtime.NumCPU(), 1, 1024),
+		AllowUnauthenticated: p.bool("RUNBOX_ALLOW_UNAUTHENTICATED"),
+		LanguagesFile:        getenv("RUNBOX_LANGUAGES_FILE"),
+		LogLevel:             p.oneOf("RUNBOX_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		LogFormat:            p.oneOf("RUNBOX_LOG_FORMAT", "json", "json", "text"),
+		Run: Limits{
+			WallTime:    p.duration("RUNBOX_RUN_WALL_TIME", 5*time.Second),
+			CPUTime:     p.duration("RUNBOX_RUN_CPU_TIME", 5*time.Second),
+			MemoryBytes: p.bytes("RUNBOX_RUN_MEMORY", 256<<20),
+			Pids:        p.int("RUNBOX_RUN_PIDS", 64, 1, 1<<15),
+		},
+		Compile: Limits{
+			WallTime:    p.duration("RUNBOX_COMPILE_WALL_TIME", 15*time.Second),
+			CPUTime:     p.duration("RUNBOX_COMPILE_CPU_TIME", 15*time.Second),
+			MemoryBytes: p.bytes("RUNBOX_COMPILE_MEMORY", 1<<30),
+			Pids:        p.int("RUNBOX_COMPILE_PIDS", 256, 1, 1<<15),
+		},
+		OutputBytes:           p.bytes("RUNBOX_OUTPUT_LIMIT", 64<<10),
+		OutputKillBytes:       p.bytes("RUNBOX_OUTPUT_KILL_LIMIT", 1<<20),
+		ScratchBytes:          p.bytes("RUNBOX_SCRATCH_SIZE", 32<<20),
+		MaxSourceBytes:        p.bytes("RUNBOX_MAX_SOURCE_BYTES", 64<<10),
+		MaxStdinBytes:         p.bytes("RUNBOX_MAX_STDIN_BYTES", 64<<10),
+		MaxQueueDepth:         int64(p.int("RUNBOX_MAX_QUEUE_DEPTH", 10000, 1, 1<<40)),
+		MaxInflightPerSession: p.int("RUNBOX_MAX_INFLIGHT_PER_SESSION", 2, 1, 1000),
+		RunRate:               p.float("RUNBOX_RUN_RATE", 2),
+		RunBurst:              p.int("RUNBOX_RUN_BURST", 10, 1, 1<<20),
+		AutosaveRate:          p.float("RUNBOX_AUTOSAVE_RATE", 20),
+		AutosaveBurst:         p.int("RUNBOX_AUTOSAVE_BURST", 60, 1, 1<<20),
+		MaxAttempts:           p.int("RUNBOX_MAX_ATTEMPTS", 3, 1, 100),
+		ShutdownGrace:         p.duration("RUNBOX_SHUTDOWN_GRACE", 30*time.Second),
+		RequestTimeout:        p.duration("RUNBOX_REQUEST_TIMEOUT", 35*time.Second),
+		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour),
+		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", time.Second),
+	}
+	keys, err := loadKeys(getenv)
+	p.add(err)
+	c.APIKeys = keys
+	if c.OutputKillBytes < c.OutputBytes {
+		p.add(errors.New("RUNBOX_OUTPUT_KILL_LIMIT must be at least RUNBOX_OUTPUT_LIMIT"))
+	}
+	if c.RequestTimeout < 31*time.Second {
+		p.add(errors.New("RUNBOX_REQUEST_TIMEOUT must exceed the longest ?wait= (30s)"))
+	}
+	return c, errors.Join(p.errs...)
+}
+
+// LoopbackOnly reports whether addr listens only on a loopback address.
+func LoopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func loadKeys(getenv func(string) string) ([]string, error) {
+	raw := getenv("RUNBOX_API_KEYS")
+	if f := getenv("RUNBOX_API_KEYS_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, errors.New("RUNBOX_API_KEYS_FILE cannot be read")
+		}
+		raw = strings.ReplaceAll(string(b), "\n", ",")
+	}
+	var keys []string
+	for _, k := range strings.Split(raw, ",") {
+		if k = strings.TrimSpace(k); k != "" && !strings.HasPrefix(k, "#") {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// ParseBytes reads a size such as 65536, 64KiB, 256MiB or 1GiB.
+func ParseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 || n > (1<<50)/mult {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return n * mult, nil
+}
+
+type parser struct {
+	getenv func(string) string
+	errs   []error
+}
+
+func (p *parser) add(err error) {
+	if err != nil {
+		p.errs = append(p.errs, err)
+	}
+}
+
+func (p *parser) str(name, def string) string {
+	if v := p.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (p *parser) oneOf(name, def string, allowed ...string) string {
+	v := p.str(name, def)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.add(fmt.Errorf("%s must be one of %s", name, strings.Join(allowed, ", ")))
+	return def
+}
+
+func (p *parser) int(name string, def, min, max int) int {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		p.add(fmt.Errorf("%s must be an integer between %d and %d", name, min, max))
+		return def
+	}
+	return n
+}
+
+func (p *parser) float(name string, def float64) float64 {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		p.add(fmt.Errorf("%s must be a positive number", name))
+		return def
+	}
+	return f
+}
+
+func (p *parser) bool(name string) bool {
+	v := p.getenv(name)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.add(fmt.Errorf("%s must be true or false", name))
+	}
+	return b
+}
+
+func (p *parser) duration(name string, def time.Duration) time.Duration {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.add(fmt.Errorf("%s must be a positive duration such as 5s", name))
+		return def
+	}
+	return d
+}
+
+func (p *parser) bytes(name string, def int64) int64 {
+	v := p.getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := ParseBytes(v)
+	if err != nil {
+		p.add(fmt.Errorf("%s must be a size such as 64KiB or 256MiB", name))
+		return def
+	}
+	return n
+}

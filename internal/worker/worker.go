@@ -1,0 +1,216 @@
+// Package worker drives an execution through its lifecycle: it is the only
+// code that moves an execution from QUEUED to RUNNING and on to a terminal
+// status. Each attempt is fenced by River's attempt number, so a late result
+// from an attempt presumed dead can never overwrite a newer one.
+package worker
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+
+	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/language"
+	"github.com/runbox/runbox/internal/queue"
+	"github.com/runbox/runbox/internal/sandbox"
+	"github.com/runbox/runbox/internal/store"
+	"github.com/runbox/runbox/internal/telemetry"
+)
+
+// Executor is what runs a request in a jail; *sandbox.Sandbox implements it.
+type Executor interface {
+	Execute(ctx context.Context, req sandbox.Request) (*sandbox.Report, error)
+}
+
+// Worker is River's worker for queue.ExecuteArgs.
+type Worker struct {
+	river.WorkerDefaults[queue.ExecuteArgs]
+
+	Store     store.Store
+	Queue     *queue.Queue
+	Sandbox   Executor
+	Languages *language.Registry
+	Limits    language.StepLimits
+	Hub       *execution.Hub
+	Metrics   *telemetry.Metrics
+	Logger    *slog.Logger
+	// Attempts is the number of attempts that may run the program; River's
+	// budget is one more (see queue.Options.MaxAttempts).
+	Attempts int
+	Now      func() time.Time
+}
+
+// Work runs one attempt of an execution. A returned error makes River retry
+// the attempt later (transient failures only); a program's own failure is a
+// recorded result and returns nil.
+func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) error {
+	id, attempt := job.Args.ExecutionID, job.Attempt
+	log := w.Logger.With("execution_id", id, "attempt", attempt)
+
+	if attempt > w.Attempts {
+		// Every attempt that could run the program failed or died.
+		r := internalError(log, "retry budget exhausted")
+		return w.finish(ctx, log, job, nil, r)
+	}
+
+	e, err := w.Store.StartAttempt(ctx, id, attempt, w.Now())
+	if errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrExecutionNotFound) {
+		log.Info("execution already settled; nothing to do")
+		return nil
+	}
+	if err != nil {
+		w.Metrics.Retries.Inc()
+		return fmt.Errorf("start attempt: %w", err)
+	}
+	log = log.With("session_id", e.SessionID, "language", e.Language)
+	wait := e.StartedAt.Sub(e.QueuedAt)
+	if attempt > 1 {
+		w.Metrics.Rescues.Inc()
+		log.Warn("execution restarted", "status", execution.Running)
+	} else {
+		w.Metrics.QueueWait.WithLabelValues(e.Language).Observe(wait.Seconds())
+	}
+	log.Info("execution running", "status", execution.Running, "queue_wait_ms", wait.Milliseconds())
+
+	lang, ok := w.Languages.Lookup(e.Language)
+	if !ok {
+		// The API accepted it, so another worker may have the toolchain.
+		return w.retry(ctx, log, job, e, errors.New("language not available on this worker"))
+	}
+	w.Metrics.Running.Inc()
+	report, err := w.Sandbox.Execute(ctx, lang.Request(e.SourceCode, e.Stdin, w.Limits))
+	w.Metrics.Running.Dec()
+	if err != nil {
+		w.Metrics.SandboxFailures.Inc()
+		return w.retry(ctx, log, job, e, err)
+	}
+	return w.finish(ctx, log, job, e, Verdict(report))
+}
+
+// retry gives up on this attempt: River runs the job again after a backoff,
+// or, on the last attempt that may run the program, the execution fails.
+func (w *Worker) retry(ctx context.Context, log *slog.Logger, job *river.Job[queue.ExecuteArgs], e *execution.Execution, cause error) error {
+	if job.Attempt >= w.Attempts {
+		return w.finish(ctx, log, job, e, internalError(log, cause.Error()))
+	}
+	w.Metrics.Retries.Inc()
+	log.Warn("transient failure; will retry", "reason", cause.Error())
+	return cause
+}
+
+// finish records the result and completes the job in one transaction.
+func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *river.Job[queue.ExecuteArgs], e *execution.Execution, r *execution.Result) error {
+	id := job.Args.ExecutionID
+	// The result must land even if the job's context is being cancelled by
+	// a shutdown: the program has already run.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	complete := func(ctx context.Context, tx *sql.Tx) error { return w.Queue.Complete(ctx, tx, job) }
+	var err error
+	if e == nil {
+		err = w.Store.FailUnstarted(ctx, id, r, w.Now())
+	} else {
+		err = w.Store.FinishAttempt(ctx, id, job.Attempt, r, w.Now(), complete)
+	}
+	if errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrExecutionNotFound) {
+		log.Warn("result dropped: a newer attempt owns the execution")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record result: %w", err)
+	}
+	w.Hub.Notify(id)
+	attrs := []any{"status", r.Status}
+	lang := ""
+	if e != nil {
+		lang = e.Language
+		run := w.Now().Sub(*e.StartedAt)
+		w.Metrics.RunDuration.WithLabelValues(lang).Observe(run.Seconds())
+		attrs = append(attrs, "run_ms", run.Milliseconds())
+	}
+	code := ""
+	if r.Error != nil {
+		code = string(r.Error.Code)
+		attrs = append(attrs, "error_code", code)
+	}
+	w.Metrics.Executions.WithLabelValues(lang, string(r.Status), code).Inc()
+	log.Info("execution finished", attrs...)
+	return nil
+}
+
+// internalError is the generic INTERNAL_ERROR result; the reason goes to the
+// log under an incident id, never to the client.
+func internalError(log *slog.Logger, reason string) *execution.Result {
+	incident := uuid.NewString()
+	log.Error("execution failed internally", "incident_id", incident, "reason", reason)
+	return &execution.Result{Status: execution.Failed, Error: &execution.Error{
+		Code:    execution.InternalError,
+		Message: "internal error; incident " + incident,
+	}}
+}
+
+// Verdict maps a sandbox report onto the execution's terminal result.
+func Verdict(rep *sandbox.Report) *execution.Result {
+	if c := rep.Compile; c != nil && c.Outcome != sandbox.OutcomeOK {
+		out := text(append(append([]byte{}, c.Stdout...), c.Stderr...))
+		msg := "compilation failed"
+		if c.Outcome == sandbox.OutcomeTimeLimit {
+			msg = "compilation exceeded its time limit"
+		} else if c.Outcome == sandbox.OutcomeMemoryLimit {
+			msg = "compilation exceeded its memory limit"
+		}
+		return &execution.Result{Status: execution.Failed, CompileOutput: &out,
+			Error: &execution.Error{Code: execution.CompilationError, Message: msg}}
+	}
+	s := rep.Run
+	r := &execution.Result{
+		Stdout: text(s.Stdout), Stderr: text(s.Stderr),
+		StdoutTruncated: s.StdoutTruncated, StderrTruncated: s.StderrTruncated,
+		ExecutionTimeMS: ptr(s.WallTime.Milliseconds()),
+		CPUTimeMS:       ptr(s.CPUTime.Milliseconds()),
+		MemoryKB:        ptr(s.MemoryBytes / 1024),
+	}
+	if c := rep.Compile; c != nil {
+		r.CompileOutput = ptr(text(append(append([]byte{}, c.Stdout...), c.Stderr...)))
+	}
+	switch s.Outcome {
+	case sandbox.OutcomeOK:
+		r.Status, r.ExitCode = execution.Completed, ptr(0)
+	case sandbox.OutcomeNonZeroExit:
+		r.Status, r.ExitCode = execution.Failed, ptr(s.ExitCode)
+		r.Error = &execution.Error{Code: execution.RuntimeError, Message: fmt.Sprintf("exited with status %d", s.ExitCode)}
+	case sandbox.OutcomeSignaled:
+		r.Status, r.Signal = execution.Failed, ptr(s.Signal)
+		r.Error = &execution.Error{Code: execution.RuntimeError, Message: "killed by " + s.Signal}
+	case sandbox.OutcomeMemoryLimit:
+		r.Status = execution.Failed
+		r.Error = &execution.Error{Code: execution.MemoryLimitExceeded, Message: "the program exceeded its memory limit"}
+	case sandbox.OutcomeOutputLimit:
+		r.Status = execution.Failed
+		r.Error = &execution.Error{Code: execution.OutputLimitExceeded, Message: "the program wrote more output than allowed"}
+	case sandbox.OutcomeTimeLimit:
+		r.Status = execution.Timeout
+		r.Error = &execution.Error{Code: execution.TimeLimitExceeded, Message: "the program exceeded its time limit"}
+	default:
+		r.Status = execution.Failed
+		r.Error = &execution.Error{Code: execution.InternalError, Message: "unknown sandbox outcome"}
+	}
+	return r
+}
+
+// text makes program output valid UTF-8 for JSON without losing its length.
+func text(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return string([]rune(string(b)))
+}
+
+func ptr[T any](v T) *T { return &v }
