@@ -1,0 +1,537 @@
+package sandbox
+
+// Host side of a run.
+//
+// One Request = one run directory under Config.Dir holding
+//
+//	box/   a tmpfs (size = the larger ScratchBytes of the steps) that the host
+//	       mounts and fills with Request.Files BEFORE any untrusted code runs;
+//	       afterwards the host never opens a path inside it again: it only
+//	       unmounts it (MNT_DETACH), which drops its content without walking it
+//	root/  an empty mount point for each step's private root (mounted only
+//	       inside the step's mount namespace)
+//
+// Each step (compile, then run) gets its own jail: a fresh init process in
+// new namespaces and a new cgroup with that step's limits. Only /box is
+// shared. One jail per step costs one extra namespace set-up for compiled
+// languages, but keeps the steps' accounting and limits strictly apart and
+// means the program's process tree of the compile step is provably gone
+// (its pid namespace died) before the run step starts.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Sandbox.
+type Config struct {
+	// Dir is the host directory under which per-run directories are created
+	// (created 0700 if missing), e.g. /var/lib/runbox/jails.
+	Dir string
+	// Logger receives debug-level logs of sandbox steps; never program
+	// output or source. Nil discards.
+	Logger *slog.Logger
+}
+
+// Sandbox executes Requests. It is safe for concurrent use.
+type Sandbox struct {
+	dir string
+	log *slog.Logger
+	cg  cgroupFS
+}
+
+// setupTimeout bounds the jail set-up before the program starts.
+const setupTimeout = 10 * time.Second
+
+// New checks that this host can sandbox (root, namespaces, cgroups) and
+// prepares the parent cgroups.
+func New(cfg Config) (*Sandbox, error) {
+	if cfg.Dir == "" || !filepath.IsAbs(cfg.Dir) {
+		return nil, errors.New("sandbox: Config.Dir must be an absolute path")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("sandbox: must run as root (namespaces, cgroups, mounts)")
+	}
+	for _, ns := range []string{"pid", "mnt", "net", "ipc", "uts", "cgroup"} {
+		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
+			return nil, fmt.Errorf("sandbox: kernel lacks %s namespaces: %w", ns, err)
+		}
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	cg, err := newCgroupFS(cgroupRoot)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sandbox{dir: cfg.Dir, log: log, cg: cg}
+	log.Debug("sandbox ready", "cgroup_version", cg.version(), "dir", cfg.Dir)
+	return s, nil
+}
+
+// CgroupVersion is 1 or 2.
+func (s *Sandbox) CgroupVersion() int { return s.cg.version() }
+
+// SelfCheck runs a tiny program in a jail and checks verdict and output.
+func (s *Sandbox) SelfCheck(ctx context.Context) error {
+	lim := Limits{WallTime: 5 * time.Second, CPUTime: 5 * time.Second, MemoryBytes: 64 << 20,
+		Pids: 8, OutputBytes: 1024, OutputKill: 4096, ScratchBytes: 1 << 20, OpenFiles: 64, FileBytes: 1 << 20}
+	rep, err := s.Execute(ctx, Request{
+		Run: Step{Argv: []string{"/bin/sh", "-c", "echo ok"}, Limits: lim},
+		Env: []string{"PATH=/usr/bin:/bin"},
+	})
+	if err != nil {
+		return err
+	}
+	if r := rep.Run; r.Outcome != OutcomeOK || string(r.Stdout) != "ok\n" {
+		return fmt.Errorf("sandbox self-check: outcome %s, stdout %q, stderr %q", r.Outcome, r.Stdout, r.Stderr)
+	}
+	return nil
+}
+
+func validateRequest(req *Request) error {
+	steps := []*Step{&req.Run}
+	if req.Compile != nil {
+		steps = append(steps, req.Compile)
+	}
+	for _, st := range steps {
+		l := st.Limits
+		if len(st.Argv) == 0 || !filepath.IsAbs(st.Argv[0]) {
+			return errors.New("argv[0] must be an absolute path")
+		}
+		if l.WallTime <= 0 || l.CPUTime <= 0 || l.MemoryBytes <= 0 || l.Pids <= 0 || l.OutputBytes < 0 ||
+			l.OutputKill <= 0 || l.ScratchBytes <= 0 || l.OpenFiles <= 0 || l.FileBytes <= 0 {
+			return fmt.Errorf("invalid limits %+v", l)
+		}
+	}
+	for _, f := range req.Files {
+		if f.Name == "" || f.Name == "." || f.Name == ".." || strings.ContainsAny(f.Name, "/\x00") {
+			return fmt.Errorf("invalid file name %q", f.Name)
+		}
+	}
+	for _, p := range req.ReadOnlyPaths {
+		c := filepath.Clean(p)
+		if !filepath.IsAbs(p) || c == "/" || covered(c, []string{"/proc", "/dev", "/box", "/tmp", "/etc", "/sys"}) {
+			return fmt.Errorf("invalid read-only path %q", p)
+		}
+	}
+	return nil
+}
+
+// Execute runs req. The error is only for failures of the sandbox itself
+// (worth retrying); whatever the program does is in the Report.
+func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
+	if err := validateRequest(&req); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	id := randomID()
+	runDir := filepath.Join(s.dir, id)
+	if err := os.Mkdir(runDir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	box := filepath.Join(runDir, "box")
+	root := filepath.Join(runDir, "root")
+	defer func() {
+		// MNT_DETACH drops the tmpfs and its content without the host ever
+		// resolving a path inside it.
+		if err := unix.Unmount(box, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			s.log.Error("sandbox: unmount box", "id", id, "err", err)
+		}
+		for _, d := range []string{box, root, runDir} {
+			if err := unix.Rmdir(d); err != nil && err != unix.ENOENT {
+				s.log.Error("sandbox: remove run dir", "id", id, "path", d, "err", err)
+			}
+		}
+	}()
+	scratch := req.Run.Limits.ScratchBytes
+	if req.Compile != nil && req.Compile.Limits.ScratchBytes > scratch {
+		scratch = req.Compile.Limits.ScratchBytes
+	}
+	if err := s.prepareBox(box, root, scratch, req.Files); err != nil {
+		return nil, fmt.Errorf("sandbox: prepare box: %w", err)
+	}
+	rep := &Report{}
+	if req.Compile != nil {
+		r, err := s.runStep(ctx, id+"-c", root, box, &req, req.Compile)
+		if err != nil {
+			return nil, err
+		}
+		rep.Compile = r
+		if r.Outcome != OutcomeOK {
+			return rep, nil
+		}
+	}
+	r, err := s.runStep(ctx, id+"-r", root, box, &req, &req.Run)
+	if err != nil {
+		return nil, err
+	}
+	rep.Run = r
+	return rep, nil
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// prepareBox mounts the scratch tmpfs and writes the files into it. Nothing
+// untrusted has run yet, and every open is O_NOFOLLOW|O_EXCL relative to the
+// freshly mounted directory anyway.
+func (s *Sandbox) prepareBox(box, root string, size int64, files []File) error {
+	for _, d := range []string{box, root} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return err
+		}
+	}
+	opts := fmt.Sprintf("size=%d,nr_inodes=16384,mode=0755,uid=%d,gid=%d", size, jailUID, jailGID)
+	if err := unix.Mount("tmpfs", box, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount box: %w", err)
+	}
+	dfd, err := unix.Open(box, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	for _, f := range files {
+		mode := f.Mode & 0o777
+		if mode == 0 {
+			mode = 0o644
+		}
+		fd, err := unix.Openat(dfd, f.Name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		if err != nil {
+			return fmt.Errorf("create %q: %w", f.Name, err)
+		}
+		file := os.NewFile(uintptr(fd), f.Name)
+		_, err = file.Write(f.Content)
+		if err == nil {
+			err = unix.Fchown(fd, jailUID, jailGID)
+		}
+		if err == nil {
+			err = unix.Fchmod(fd, mode) // not subject to the umask
+		}
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %q: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+// Kill reasons, in order of precedence.
+const (
+	killNone int32 = iota
+	killOutput
+	killTime
+	killCancel
+)
+
+// runStep runs one step in a new jail.
+func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Request, st *Step) (*StepReport, error) {
+	lim := st.Limits
+	log := s.log.With("step", name)
+	// The init and its Go runtime threads live in the step's cgroup too;
+	// give them their own pids headroom so the program keeps its limit.
+	cgLim := lim
+	cgLim.Pids = lim.Pids + initThreads
+	cg, err := s.cg.create(name, cgLim)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	defer func() {
+		if err := cg.destroy(); err != nil {
+			log.Error("sandbox: destroy cgroup", "err", err)
+		}
+	}()
+
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	inR, inW, err1 := os.Pipe()
+	outR, outW, err2 := os.Pipe()
+	errR, errW, err3 := os.Pipe()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		for _, f := range []*os.File{cfgR, cfgW, statR, statW, inR, inW, outR, outW, errR, errW} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	childEnds := []*os.File{cfgR, statW, inR, outW, errW}
+	closeChildEnds := func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+	}
+	defer func() {
+		for _, f := range []*os.File{cfgW, statR, inW, outR, errR} {
+			f.Close()
+		}
+	}()
+
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initArgv0},
+		Env:        []string{"GOMAXPROCS=1", "GOTRACEBACK=none"},
+		Stdin:      inR,
+		Stdout:     outW,
+		Stderr:     errW,
+		ExtraFiles: []*os.File{cfgR, statW}, // fds 3 and 4
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
+				syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+			// If the worker dies, its jails die with it.
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	if fd := cg.cgroupFD(); fd >= 0 {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+	}
+	if err := cmd.Start(); err != nil {
+		closeChildEnds()
+		return nil, fmt.Errorf("sandbox: start init: %w", err)
+	}
+	closeChildEnds()
+	initPid := cmd.Process.Pid
+	var waitOnce sync.Once
+	var waitErr error
+	wait := func() error {
+		waitOnce.Do(func() { waitErr = cmd.Wait() })
+		return waitErr
+	}
+	var killReason atomic.Int32
+	kill := func(reason int32) {
+		killReason.CompareAndSwap(killNone, reason)
+		// The init is pid 1 of the jail's namespace: its death kills every
+		// process in it. The cgroup kill is belt and braces.
+		_ = unix.Kill(initPid, unix.SIGKILL)
+		cg.kill()
+	}
+	internal := func(err error) (*StepReport, error) {
+		kill(killCancel)
+		_ = wait()
+		return nil, fmt.Errorf("sandbox: %s: %w", name, err)
+	}
+
+	// v1: the init blocks reading its config until it is in the cgroup.
+	if err := cg.place(initPid); err != nil {
+		return internal(err)
+	}
+	c := jailConfig{
+		Root: root, Box: box, ReadOnly: req.ReadOnlyPaths,
+		Argv: st.Argv, Env: req.Env, UID: jailUID, GID: jailGID,
+		TmpBytes: lim.ScratchBytes,
+		Rlimits: []rlimit{
+			{unix.RLIMIT_CORE, 0},
+			{unix.RLIMIT_FSIZE, uint64(lim.FileBytes)},
+			{unix.RLIMIT_NOFILE, uint64(lim.OpenFiles)},
+			{unix.RLIMIT_STACK, 64 << 20},
+		},
+	}
+	if req.Env == nil {
+		c.Env = []string{}
+	}
+	cfgDone := make(chan error, 1)
+	go func() {
+		err := json.NewEncoder(cfgW).Encode(&c)
+		cfgW.Close()
+		cfgDone <- err
+	}()
+
+	// Status messages from the init.
+	msgs := make(chan initMsg, 4)
+	go func() {
+		dec := json.NewDecoder(statR)
+		for {
+			var m initMsg
+			if dec.Decode(&m) != nil {
+				close(msgs)
+				return
+			}
+			msgs <- m
+		}
+	}()
+
+	// Output readers run from the start: set-up never writes there, but a
+	// program may write before we see "started".
+	outC := &capture{keep: lim.OutputBytes, kill: lim.OutputKill, onKill: func() { kill(killOutput) }}
+	errC := &capture{keep: lim.OutputBytes, kill: lim.OutputKill, onKill: func() { kill(killOutput) }}
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); outC.drain(outR) }()
+	go func() { defer readers.Done(); errC.drain(errR) }()
+
+	setup := time.NewTimer(setupTimeout)
+	defer setup.Stop()
+	var started bool
+	for !started {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return internal(errors.New("jail init died during set-up"))
+			}
+			if m.Error != "" {
+				return internal(errors.New(m.Error))
+			}
+			started = m.Started
+		case <-setup.C:
+			return internal(errors.New("jail set-up timed out"))
+		case <-ctx.Done():
+			return internal(ctx.Err())
+		}
+	}
+	start := time.Now()
+	cpu0, _ := cg.cpuUsage() // the init's own set-up is not the program's
+	log.Debug("sandbox step started", "setup_cpu", cpu0)
+
+	// Stdin: written in the background; EPIPE (program did not read it all)
+	// is normal.
+	go func() {
+		_, _ = inW.Write(st.Stdin)
+		inW.Close()
+	}()
+
+	var exited *initMsg
+	wall := time.NewTimer(lim.WallTime)
+	defer wall.Stop()
+	tick := time.NewTicker(cpuPollInterval)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				break loop // init gone (exited after the program, or killed)
+			}
+			if m.Exited {
+				mm := m
+				exited = &mm
+			}
+		case <-wall.C:
+			kill(killTime)
+		case <-tick.C:
+			if u, err := cg.cpuUsage(); err == nil && u-cpu0 >= lim.CPUTime {
+				kill(killTime)
+			}
+		case <-ctx.Done():
+			kill(killCancel)
+		}
+	}
+	_ = wait()
+	wallTime := time.Since(start)
+	if err := <-cfgDone; err != nil && exited == nil && killReason.Load() == killNone {
+		log.Debug("config write", "err", err)
+	}
+	// The pid namespace is gone; make sure the cgroup is empty too, so no
+	// process of this step outlives Execute and the pipes reach EOF.
+	cg.kill()
+	readers.Wait()
+
+	rep := &StepReport{
+		Stdout: outC.buf.Bytes(), Stderr: errC.buf.Bytes(),
+		StdoutTruncated: outC.total > lim.OutputBytes, StderrTruncated: errC.total > lim.OutputBytes,
+		WallTime: wallTime, MemoryBytes: cg.memoryPeak(),
+	}
+	if u, err := cg.cpuUsage(); err == nil {
+		rep.CPUTime = u - cpu0
+	}
+	if rep.CPUTime < 0 {
+		rep.CPUTime = 0
+	}
+	oom := cg.oomKills() > 0
+	switch reason := killReason.Load(); {
+	case reason == killCancel:
+		return nil, fmt.Errorf("sandbox: %s: %w", name, ctx.Err())
+	case reason == killTime:
+		rep.Outcome = OutcomeTimeLimit
+	case reason == killOutput:
+		rep.Outcome = OutcomeOutputLimit
+	case oom && (exited == nil || syscall.WaitStatus(exited.Status).ExitStatus() != 0):
+		rep.Outcome = OutcomeMemoryLimit
+	case exited == nil:
+		// The init died on its own after the program started: only the
+		// program can have caused that (e.g. no pid left for a runtime
+		// thread). Report it as the program being killed.
+		rep.Outcome, rep.Signal, rep.ExitCode = OutcomeSignaled, "SIGKILL", -1
+	default:
+		ws := syscall.WaitStatus(exited.Status)
+		switch {
+		case ws.Signaled():
+			rep.Outcome, rep.Signal, rep.ExitCode = OutcomeSignaled, unix.SignalName(ws.Signal()), -1
+		case ws.ExitStatus() == 0:
+			rep.Outcome = OutcomeOK
+		default:
+			rep.Outcome, rep.ExitCode = OutcomeNonZeroExit, ws.ExitStatus()
+		}
+	}
+	log.Debug("sandbox step done", "outcome", rep.Outcome, "wall", rep.WallTime, "cpu", rep.CPUTime, "mem", rep.MemoryBytes)
+	return rep, nil
+}
+
+const (
+	cpuPollInterval = 10 * time.Millisecond
+	// initThreads is the pids headroom for the jail init (GOMAXPROCS=1 Go
+	// runtime: main, sysmon, a few workers).
+	initThreads = 8
+)
+
+// capture keeps the first keep bytes of a stream, counts the rest and calls
+// onKill once when the total passes kill. Memory stays bounded by keep.
+type capture struct {
+	keep, kill, total int64
+	buf               bytes.Buffer
+	onKill            func()
+	killed            bool
+}
+
+func (c *capture) drain(r io.Reader) {
+	b := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(b)
+		if n > 0 {
+			if room := c.keep - int64(c.buf.Len()); room > 0 {
+				c.buf.Write(b[:min(int64(n), room)])
+			}
+			c.total += int64(n)
+			if c.total > c.kill && !c.killed {
+				c.killed = true
+				c.onKill()
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

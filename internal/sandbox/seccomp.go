@@ -1,0 +1,123 @@
+package sandbox
+
+// The seccomp filter of every jailed program: a deny-list (default allow)
+// of the syscalls a judged program never needs and that widen the kernel's
+// attack surface or open channels out of the jail. Built with
+// go-seccomp-bpf; we add the architecture check ourselves because the
+// library's own check falls through to the default action (allow) for a
+// foreign architecture, which would let i386 syscalls (int 0x80) bypass
+// the list. The library already returns ENOSYS for the x32 ABI.
+
+import (
+	"fmt"
+	"unsafe"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// deniedSyscalls fail with EPERM.
+var deniedSyscalls = []string{
+	// mounts and root changes, including the new mount API
+	"mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount",
+	"fspick", "move_mount", "open_tree", "mount_setattr",
+	// namespaces
+	"unshare", "setns",
+	// other processes' memory
+	"ptrace", "process_vm_readv", "process_vm_writev",
+	// kernel-wide state
+	"kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+	"reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "syslog",
+	"iopl", "ioperm", "vhangup", "lookup_dcookie",
+	// attack surface and cross-jail channels
+	"bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
+	"io_uring_setup", "io_uring_enter", "io_uring_register",
+	"open_by_handle_at", "name_to_handle_at",
+}
+
+const (
+	cloneNewMask = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
+		unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
+	auditArchX86_64 = 0xc000003e
+	// seccomp_data.arch offset.
+	seccompArchOffset = 4
+)
+
+// seccompPolicy is the deny-list policy for the native architecture.
+func seccompPolicy() seccomp.Policy {
+	eperm := seccomp.ActionErrno // the library adds EPERM
+	return seccomp.Policy{
+		DefaultAction: seccomp.ActionAllow,
+		Syscalls: []seccomp.SyscallGroup{
+			{Names: deniedSyscalls, Action: eperm},
+			{
+				// clone3 passes its flags in memory, where BPF cannot look:
+				// ENOSYS makes glibc fall back to clone, which we can check.
+				Names:  []string{"clone3"},
+				Action: seccomp.Action(unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)),
+			},
+			{
+				Action: eperm,
+				NamesWithCondtions: []seccomp.NameWithConditions{
+					// clone(flags, ...) with any CLONE_NEW* flag.
+					{Name: "clone", Conditions: seccomp.ArgumentConditions{
+						{Argument: 0, Operation: seccomp.BitsSet, Value: cloneNewMask},
+					}},
+					// socket(family, ...) for anything but unix, inet, inet6.
+					{Name: "socket", Conditions: seccomp.ArgumentConditions{
+						{Argument: 0, Operation: seccomp.NotEqual, Value: unix.AF_UNIX},
+						{Argument: 0, Operation: seccomp.NotEqual, Value: unix.AF_INET},
+						{Argument: 0, Operation: seccomp.NotEqual, Value: unix.AF_INET6},
+					}},
+					// personality: only the query (0xffffffff) and PER_LINUX.
+					{Name: "personality", Conditions: seccomp.ArgumentConditions{
+						{Argument: 0, Operation: seccomp.NotEqual, Value: 0},
+						{Argument: 0, Operation: seccomp.NotEqual, Value: 0xffffffff},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// seccompProgram assembles the full filter: architecture check first.
+func seccompProgram() ([]unix.SockFilter, error) {
+	p := seccompPolicy()
+	insts, err := p.Assemble()
+	if err != nil {
+		return nil, err
+	}
+	head := []bpf.Instruction{
+		bpf.LoadAbsolute{Off: seccompArchOffset, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArchX86_64, SkipTrue: 1},
+		bpf.RetConstant{Val: unix.SECCOMP_RET_KILL_PROCESS},
+	}
+	raw, err := bpf.Assemble(append(head, insts...))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		out[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return out, nil
+}
+
+// installSeccomp sets no_new_privs and loads the filter on every thread of
+// the calling process (TSYNC); children inherit both.
+func installSeccomp(prog []unix.SockFilter) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
+		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+	if errno != 0 {
+		return fmt.Errorf("seccomp: %w", errno)
+	}
+	if r != 0 { // TSYNC: the id of a thread that could not be synchronised
+		return fmt.Errorf("seccomp: thread %d not synchronised", r)
+	}
+	return nil
+}
