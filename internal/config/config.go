@@ -53,6 +53,9 @@ type Config struct {
 	RequestTimeout    time.Duration
 	Retention         time.Duration
 	FetchPollInterval time.Duration
+	// RescueAfter is how long a RUNNING job may go without finishing before
+	// it is presumed orphaned (its worker died) and run again; 0 = derived.
+	RescueAfter time.Duration
 }
 
 // Var documents one environment variable.
@@ -103,6 +106,7 @@ var Vars = []Var{
 	{"RUNBOX_SHUTDOWN_GRACE", "30s", "time in-flight requests and runs get to finish on SIGTERM", server},
 	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
 	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged", server},
+	{"RUNBOX_RESCUE_AFTER", "compile + run wall time + 35s", "a run still RUNNING this long is presumed orphaned by a dead worker and re-queued (it must exceed the longest allowed run)", worker},
 	{"RUNBOX_FETCH_POLL_INTERVAL", "1s", "how often idle workers look for jobs when no notification arrives", worker},
 }
 
@@ -161,6 +165,10 @@ func Load(getenv func(string) string) (*Config, error) {
 		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour),
 		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", time.Second),
 	}
+	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second)
+	if c.RescueAfter <= c.JobTimeout() {
+		p.add(errors.New("RUNBOX_RESCUE_AFTER must exceed the compile and run wall times plus 5s"))
+	}
 	keys, err := loadKeys(getenv)
 	p.add(err)
 	c.APIKeys = keys
@@ -171,6 +179,13 @@ func Load(getenv func(string) string) (*Config, error) {
 		p.add(errors.New("RUNBOX_REQUEST_TIMEOUT must exceed the longest ?wait= (30s)"))
 	}
 	return c, errors.Join(p.errs...)
+}
+
+// JobTimeout bounds one attempt of an execution: both steps' wall time plus
+// a margin for jail set-up and recording the result. The sandbox enforces
+// the steps' own limits; this is the queue's backstop.
+func (c *Config) JobTimeout() time.Duration {
+	return c.Compile.WallTime + c.Run.WallTime + 5*time.Second
 }
 
 // LoopbackOnly reports whether addr listens only on a loopback address.

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/runbox/runbox/internal/api"
+	"github.com/runbox/runbox/internal/config"
+	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/language"
+	"github.com/runbox/runbox/internal/queue"
+	"github.com/runbox/runbox/internal/sandbox"
+	"github.com/runbox/runbox/internal/store"
+	"github.com/runbox/runbox/internal/telemetry"
+	"github.com/runbox/runbox/internal/worker"
+	"github.com/runbox/runbox/openapi"
+)
+
+type role int
+
+const (
+	roleAPI role = 1 << iota
+	roleWorker
+)
+
+func migrate(ctx context.Context, e *environment) error {
+	logger := telemetry.NewLogger(e.stderr, e.cfg.LogFormat, e.cfg.LogLevel)
+	st, err := store.Open(ctx, e.cfg.DatabaseURL, e.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := store.MigrateAll(ctx, st); err != nil {
+		return err
+	}
+	logger.Info("migrations applied", "driver", st.Driver())
+	return nil
+}
+
+// serve runs the API, the workers, or both, until ctx ends; then it stops
+// accepting, lets in-flight requests and runs finish within the grace period,
+// and returns.
+func serve(ctx context.Context, e *environment, roles role) error {
+	cfg := e.cfg
+	logger := telemetry.NewLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
+	if roles&roleAPI != 0 && len(cfg.APIKeys) == 0 && !config.LoopbackOnly(cfg.HTTPAddr) && !cfg.AllowUnauthenticated {
+		return errors.New("refusing to listen on a non-loopback address without API keys: set RUNBOX_API_KEYS or RUNBOX_ALLOW_UNAUTHENTICATED=true")
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if roles == roleAPI|roleWorker {
+		// The embedded default migrates itself; split deployments run `runbox migrate` once.
+		if err := store.MigrateAll(ctx, st); err != nil {
+			return err
+		}
+	}
+	langs, err := language.Load(cfg.LanguagesFile)
+	if err != nil {
+		return err
+	}
+	langs.Probe(ctx)
+	logger.Info("languages available", "languages", langs.IDs())
+
+	metrics := telemetry.NewMetrics()
+	hub := execution.NewHub()
+	checks := map[string]func(context.Context) string{}
+
+	var workers *river.Workers
+	var w *worker.Worker
+	if roles&roleWorker != 0 {
+		sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(cfg.DataDir, "jails"), Logger: logger})
+		if err != nil {
+			if roles == roleWorker {
+				return fmt.Errorf("sandbox: %w", err)
+			}
+			// Serve the API anyway: runs stay QUEUED (nothing is lost) and
+			// /readyz says why nothing executes.
+			logger.Error("sandbox unavailable; executions will wait in the queue", "reason", err.Error())
+			checks["sandbox"] = func(context.Context) string { return "sandbox unavailable" }
+		} else {
+			checks["sandbox"] = selfCheck(ctx, sb, logger)
+			w = &worker.Worker{
+				Store: st, Sandbox: sb, Languages: langs, Hub: hub, Metrics: metrics, Logger: logger,
+				Attempts: cfg.MaxAttempts, Now: time.Now,
+				Limits: language.StepLimits{Run: cfg.Run, Compile: cfg.Compile,
+					OutputBytes: cfg.OutputBytes, OutputKill: cfg.OutputKillBytes, Scratch: cfg.ScratchBytes},
+			}
+			workers = river.NewWorkers()
+			river.AddWorker(workers, w)
+		}
+	}
+
+	q, err := queue.New(ctx, queue.Options{
+		Store: st, DatabaseURL: cfg.DatabaseURL, Workers: workers, Concurrency: cfg.WorkerConcurrency,
+		MaxAttempts: cfg.MaxAttempts + 1, JobTimeout: cfg.JobTimeout(), RescueAfter: cfg.RescueAfter,
+		FetchPollInterval: cfg.FetchPollInterval, Logger: riverLogger(logger),
+	})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	if w != nil {
+		w.Queue = q
+		if err := q.Start(ctx); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		logger.Info("workers started", "concurrency", cfg.WorkerConcurrency, "driver", st.Driver())
+	}
+
+	var srv *http.Server
+	serveErr := make(chan error, 1)
+	if roles&roleAPI != 0 {
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return err
+		}
+		srv = &http.Server{
+			Handler: api.NewHandler(api.Deps{
+				Config: cfg, Store: st, Queue: q, Languages: langs, Hub: hub, Metrics: metrics,
+				Logger: logger, Checks: checks, OpenAPI: openapi.Spec,
+			}),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      cfg.RequestTimeout,
+			IdleTimeout:       90 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+		go func() { serveErr <- srv.Serve(ln) }()
+		go func() { _ = st.ListenFinished(ctx, hub.Notify) }()
+		logger.Info("api listening", "addr", ln.Addr().String(), "driver", st.Driver())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return err
+	}
+	logger.Info("shutting down", "grace", cfg.ShutdownGrace.String())
+	grace, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	if srv != nil {
+		if err := srv.Shutdown(grace); err != nil {
+			logger.Warn("http shutdown incomplete", "error", err.Error())
+		}
+	}
+	if w != nil {
+		if err := q.Stop(grace); err != nil {
+			logger.Warn("workers stopped before their runs finished; those runs will be rescued", "error", err.Error())
+		}
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// selfCheck runs the sandbox self-check now and then every minute, and
+// returns the readiness check that reports its last result.
+func selfCheck(ctx context.Context, sb *sandbox.Sandbox, logger *slog.Logger) func(context.Context) string {
+	var failing atomic.Pointer[string]
+	pending := "self-check pending"
+	failing.Store(&pending)
+	check := func() {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := sb.SelfCheck(cctx); err != nil {
+			if ctx.Err() == nil {
+				logger.Error("sandbox self-check failed", "reason", err.Error())
+			}
+			reason := "self-check failed"
+			failing.Store(&reason)
+			return
+		}
+		failing.Store(nil)
+	}
+	go func() {
+		check()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				check()
+			}
+		}
+	}()
+	return func(context.Context) string {
+		if r := failing.Load(); r != nil {
+			return *r
+		}
+		return ""
+	}
+}
+
+// riverLogger keeps River's own chatter at warnings and above.
+func riverLogger(l *slog.Logger) *slog.Logger {
+	return slog.New(levelFloor{l.Handler(), slog.LevelWarn}).With("component", "river")
+}
+
+type levelFloor struct {
+	slog.Handler
+	floor slog.Level
+}
+
+func (h levelFloor) Enabled(ctx context.Context, lvl slog.Level) bool {
+	return lvl >= h.floor && h.Handler.Enabled(ctx, lvl)
+}
