@@ -61,7 +61,7 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"execution unknown", "GET", "/executions/00000000-0000-4000-8000-000000000000", nil, 404, "execution_not_found"},
 		{"bad wait", "GET", "/executions/00000000-0000-4000-8000-000000000000?wait=31", nil, 400, "invalid_request"},
 		{"bad limit", "GET", "/code-sessions/" + id + "/executions?limit=0", nil, 400, "invalid_request"},
-		{"bad cursor", "GET", "/code-sessions/" + id + "/executions?cursor=%%%", nil, 400, "invalid_request"},
+		{"bad cursor", "GET", "/code-sessions/" + id + "/executions?cursor=zzz", nil, 400, "invalid_request"},
 		{"list unknown", "GET", missing + "/executions", nil, 404, "session_not_found"},
 		{"no route", "GET", "/nope", nil, 404, "not_found"},
 		{"wrong method", "PUT", "/code-sessions/" + id, nil, 405, "method_not_allowed"},
