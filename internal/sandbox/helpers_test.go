@@ -1,21 +1,37 @@
 package sandbox
 
 import (
+	"bufio"
+	"context"
+	_ "embed"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
+
+//go:embed testdata/hostile.c
+var hostileC []byte
+
+var testEnv = []string{"PATH=/usr/bin:/bin", "HOME=/box", "LANG=C.UTF-8"}
 
 func defLimits() Limits {
 	return Limits{WallTime: 5 * time.Second, CPUTime: 5 * time.Second, MemoryBytes: 256 << 20,
 		Pids: 64, OutputBytes: 64 << 10, OutputKill: 1 << 20, ScratchBytes: 32 << 20, OpenFiles: 256, FileBytes: 16 << 20}
 }
 
+func compileLimits() Limits {
+	l := defLimits()
+	l.WallTime, l.MemoryBytes, l.Pids, l.CPUTime = 30*time.Second, 1<<30, 256, 30*time.Second
+	return l
+}
+
 func newTestSandbox(t *testing.T) *Sandbox {
 	t.Helper()
 	var log *slog.Logger
-	if testing.Verbose() {
+	if testing.Verbose() && os.Getenv("SANDBOX_DEBUG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	s, err := New(Config{Dir: t.TempDir(), Logger: log})
@@ -25,5 +41,112 @@ func newTestSandbox(t *testing.T) *Sandbox {
 		}
 		t.Skip(err)
 	}
+	t.Cleanup(func() { assertClean(t, s) })
 	return s
+}
+
+// sh runs a shell script as the Run step.
+func sh(script string, l Limits) Request {
+	return Request{Run: Step{Argv: []string{"/bin/sh", "-c", script}, Limits: l}, Env: testEnv}
+}
+
+// cProg compiles testdata/hostile.c inside the jail and runs it with args.
+func cProg(l Limits, args ...string) Request {
+	return Request{
+		Files:   []File{{Name: "hostile.c", Content: hostileC, Mode: 0o644}},
+		Compile: &Step{Argv: []string{"/usr/bin/gcc", "-O1", "-o", "/box/hostile", "/box/hostile.c"}, Limits: compileLimits()},
+		Run:     Step{Argv: append([]string{"/box/hostile"}, args...), Limits: l},
+		Env:     testEnv,
+	}
+}
+
+func run(t *testing.T, s *Sandbox, req Request) *StepReport {
+	t.Helper()
+	rep, err := s.Execute(context.Background(), req)
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	if rep.Compile != nil && rep.Compile.Outcome != OutcomeOK {
+		t.Fatalf("compile: %+v\n%s", rep.Compile.Outcome, rep.Compile.Stderr)
+	}
+	if rep.Run == nil {
+		t.Fatal("no run report")
+	}
+	return rep.Run
+}
+
+func describe(r *StepReport) string {
+	if r == nil {
+		return "<nil>"
+	}
+	return string(r.Outcome) + " exit=" + itoa(r.ExitCode) + " sig=" + r.Signal + " wall=" + r.WallTime.String() +
+		" cpu=" + r.CPUTime.String() + "\nstdout: " + trunc(r.Stdout) + "\nstderr: " + trunc(r.Stderr)
+}
+
+func itoa(i int) string { return fmtInt(i) }
+
+func fmtInt(i int) string {
+	if i < 0 {
+		return "-" + fmtInt(-i)
+	}
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return fmtInt(i/10) + string(rune('0'+i%10))
+}
+
+func trunc(b []byte) string {
+	if len(b) > 2000 {
+		return string(b[:2000]) + "..."
+	}
+	return string(b)
+}
+
+// jailProcs lists host processes running as the jail uid in a cgroup of s
+// (other packages' tests may run jails at the same time).
+func jailProcs(s *Sandbox) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if fields := strings.Fields(sc.Text()); len(fields) > 1 && fields[0] == "Uid:" && fields[1] == fmtInt(jailUID) {
+				if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
+					out = append(out, e.Name())
+				}
+			}
+		}
+		f.Close()
+	}
+	return out
+}
+
+// assertClean checks the host after Execute returned: no process of the
+// jail uid, no step cgroup, no mount and no directory left under Dir.
+func assertClean(t *testing.T, s *Sandbox) {
+	t.Helper()
+	if p := jailProcs(s); len(p) > 0 {
+		t.Errorf("leftover jail processes: %v", p)
+	}
+	for _, d := range s.cg.parentDirs() {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			if e.IsDir() && strings.HasPrefix(e.Name(), s.prefix) {
+				t.Errorf("leftover cgroup %s/%s", d, e.Name())
+			}
+		}
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], s.dir) {
+			t.Errorf("leftover mount %s", f[4])
+		}
+	}
+	if ents, _ := os.ReadDir(s.dir); len(ents) > 0 {
+		t.Errorf("leftover run dirs under %s: %d", s.dir, len(ents))
+	}
 }

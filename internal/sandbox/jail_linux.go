@@ -52,7 +52,10 @@ type Config struct {
 
 // Sandbox executes Requests. It is safe for concurrent use.
 type Sandbox struct {
-	dir string
+	// prefix starts the cgroup names of this Sandbox's steps (several
+	// processes, e.g. test binaries, may share the parent cgroup).
+	prefix string
+	dir    string
 	log *slog.Logger
 	cg  cgroupFS
 }
@@ -85,7 +88,7 @@ func New(cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{dir: cfg.Dir, log: log, cg: cg}
+	s := &Sandbox{prefix: randomID()[:8], dir: cfg.Dir, log: log, cg: cg}
 	log.Debug("sandbox ready", "cgroup_version", cg.version(), "dir", cfg.Dir)
 	return s, nil
 }
@@ -145,7 +148,7 @@ func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
 	if err := validateRequest(&req); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	id := randomID()
+	id := s.prefix + "-" + randomID()
 	runDir := filepath.Join(s.dir, id)
 	if err := os.Mkdir(runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
