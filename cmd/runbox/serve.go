@@ -78,6 +78,7 @@ func serve(ctx context.Context, e *environment, roles role) error {
 	checks := map[string]func(context.Context) string{}
 
 	var workers *river.Workers
+	var periodic []*river.PeriodicJob
 	var w *worker.Worker
 	if roles&roleWorker != 0 {
 		sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(cfg.DataDir, "jails"), Logger: logger})
@@ -99,13 +100,15 @@ func serve(ctx context.Context, e *environment, roles role) error {
 			}
 			workers = river.NewWorkers()
 			river.AddWorker(workers, w)
+			river.AddWorker(workers, &worker.Purger{Store: st, Retention: cfg.Retention, Logger: logger})
+			periodic = append(periodic, worker.PurgeEvery(time.Hour))
 		}
 	}
 
 	q, err := queue.New(ctx, queue.Options{
 		Store: st, DatabaseURL: cfg.DatabaseURL, Workers: workers, Concurrency: cfg.WorkerConcurrency,
 		MaxAttempts: cfg.MaxAttempts + 1, JobTimeout: cfg.JobTimeout(), RescueAfter: cfg.RescueAfter,
-		FetchPollInterval: cfg.FetchPollInterval, Logger: riverLogger(logger),
+		FetchPollInterval: cfg.FetchPollInterval, Logger: riverLogger(logger), PeriodicJobs: periodic,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,46 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/runbox/runbox/internal/store"
+)
+
+// PurgeArgs is the periodic job that enforces RUNBOX_RETENTION.
+type PurgeArgs struct{}
+
+// Kind is River's name for the job type.
+func (PurgeArgs) Kind() string { return "purge" }
+
+// Purger deletes executions finished, and sessions closed, longer ago than
+// the retention period. River runs it on the leader only, so one process
+// purges at a time however many workers there are.
+type Purger struct {
+	river.WorkerDefaults[PurgeArgs]
+	Store     store.Store
+	Retention time.Duration
+	Logger    *slog.Logger
+}
+
+// Work purges once.
+func (p *Purger) Work(ctx context.Context, _ *river.Job[PurgeArgs]) error {
+	n, err := p.Store.PurgeBefore(ctx, time.Now().Add(-p.Retention))
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		p.Logger.Info("purged expired records", "rows", n, "retention", p.Retention.String())
+	}
+	return nil
+}
+
+// PurgeEvery schedules the purge job.
+func PurgeEvery(interval time.Duration) *river.PeriodicJob {
+	return river.NewPeriodicJob(river.PeriodicInterval(interval),
+		func() (river.JobArgs, *river.InsertOpts) { return PurgeArgs{}, nil },
+		&river.PeriodicJobOpts{RunOnStart: true})
+}
