@@ -56,8 +56,8 @@ type Sandbox struct {
 	// processes, e.g. test binaries, may share the parent cgroup).
 	prefix string
 	dir    string
-	log *slog.Logger
-	cg  cgroupFS
+	log    *slog.Logger
+	cg     cgroupFS
 }
 
 // setupTimeout bounds the jail set-up before the program starts.
