@@ -1,0 +1,687 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
+	_ "modernc.org/sqlite"             // driver "sqlite"
+
+	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/session"
+)
+
+// dialect holds the few differences between SQLite and PostgreSQL. Queries
+// use $N placeholders, which both drivers accept.
+type dialect struct {
+	name      string // Store.Driver()
+	postgres  bool
+	uuidType  string // column type of ids
+	forUpdate string // row-lock suffix for SELECT; SQLite locks the whole database (BEGIN IMMEDIATE)
+}
+
+var (
+	sqliteDialect   = dialect{name: "sqlite", uuidType: "TEXT"}
+	postgresDialect = dialect{name: "postgres", postgres: true, uuidType: "UUID", forUpdate: " FOR UPDATE"}
+)
+
+// notifyChannel is the PostgreSQL channel FinishAttempt notifies on.
+const notifyChannel = "runbox_execution_finished"
+
+type sqlStore struct {
+	db   *sql.DB
+	d    dialect
+	url  string // PostgreSQL: for the LISTEN connection
+	path string // SQLite: the database file
+}
+
+// Open opens the database named by url: "" → SQLite file "runbox.db" under
+// dataDir (created 0700), "sqlite://PATH" (also sqlite:///abs/path),
+// "postgres://…" or "postgresql://…". It pings the database; a database that
+// cannot be reached gives an error wrapping ErrUnavailable. Errors never
+// contain the URL (it may hold a password).
+func Open(ctx context.Context, url, dataDir string) (Store, error) {
+	switch {
+	case url == "":
+		if dataDir == "" {
+			return nil, errors.New("store: no database URL and no data directory")
+		}
+		return openSQLite(ctx, filepath.Join(dataDir, "runbox.db"))
+	case strings.HasPrefix(url, "sqlite://"):
+		path := strings.TrimPrefix(url, "sqlite://")
+		if path == "" {
+			return nil, errors.New("store: sqlite URL without a path")
+		}
+		return openSQLite(ctx, path)
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return openPostgres(ctx, url)
+	default:
+		return nil, errors.New("store: unsupported database URL scheme (want sqlite:// or postgres://)")
+	}
+}
+
+func openSQLite(ctx context.Context, path string) (Store, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, errors.New("store: sqlite path must not contain '?' or '#'")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: creating data directory: %w", err)
+	}
+	// Create the file ourselves so that it is 0600; SQLite gives its -wal and
+	// -shm files the database file's permissions.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: creating database file: %w", err)
+	}
+	f.Close()
+
+	dsn := "file:" + path +
+		"?_pragma=busy_timeout(5000)" +
+		"&_pragma=journal_mode(WAL)" +
+		"&_pragma=synchronous(NORMAL)" +
+		"&_pragma=foreign_keys(1)" +
+		"&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	// One connection: River's SQLite driver needs it to avoid SQLITE_BUSY,
+	// and SQLite serializes writers anyway. Keep it open forever so that
+	// the per-connection pragmas are set once.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	s := &sqlStore{db: db, d: sqliteDialect, path: path}
+	if err := s.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openPostgres(ctx context.Context, url string) (Store, error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, errors.New("store: invalid PostgreSQL URL")
+	}
+	db.SetMaxOpenConns(20)
+	db.SetMaxIdleConns(10)
+	db.SetConnMaxLifetime(30 * time.Minute)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	s := &sqlStore{db: db, d: postgresDialect, url: url}
+	if err := s.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *sqlStore) DB() *sql.DB    { return s.db }
+func (s *sqlStore) Driver() string { return s.d.name }
+func (s *sqlStore) Close() error   { return s.db.Close() }
+
+func (s *sqlStore) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// inTx runs fn in a transaction (BEGIN IMMEDIATE on SQLite), committing when
+// it returns nil.
+func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Time: BIGINT unix microseconds in the database; UTC truncated to
+// milliseconds when read back.
+func toDB(t time.Time) int64 { return t.UnixMicro() }
+
+func fromDB(us int64) time.Time { return time.UnixMicro(us).UTC().Truncate(time.Millisecond) }
+
+func fromDBNull(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromDB(v.Int64)
+	return &t
+}
+
+func nowIfZero(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Now()
+	}
+	return t
+}
+
+// ---- sessions ----
+
+const sessionCols = `id, tenant, status, language, source_code, version, created_at, updated_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanSession(r scanner) (*session.Session, error) {
+	var (
+		s                session.Session
+		status           string
+		created, updated int64
+	)
+	if err := r.Scan(&s.ID, &s.Tenant, &status, &s.Language, &s.SourceCode, &s.Version, &created, &updated); err != nil {
+		return nil, err
+	}
+	s.Status = session.Status(status)
+	s.CreatedAt = fromDB(created)
+	s.UpdatedAt = fromDB(updated)
+	return &s, nil
+}
+
+func (s *sqlStore) CreateSession(ctx context.Context, ss *session.Session) error {
+	if ss.ID == uuid.Nil {
+		return errors.New("store: session without id")
+	}
+	if ss.Status == "" {
+		ss.Status = session.Active
+	}
+	if ss.Version == 0 {
+		ss.Version = 1
+	}
+	ss.CreatedAt = nowIfZero(ss.CreatedAt)
+	if ss.UpdatedAt.IsZero() {
+		ss.UpdatedAt = ss.CreatedAt
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		ss.ID, ss.Tenant, string(ss.Status), ss.Language, ss.SourceCode, ss.Version, toDB(ss.CreatedAt), toDB(ss.UpdatedAt))
+	if err != nil {
+		return wrapErr(ctx, err)
+	}
+	ss.CreatedAt = fromDB(toDB(ss.CreatedAt))
+	ss.UpdatedAt = fromDB(toDB(ss.UpdatedAt))
+	return nil
+}
+
+func (s *sqlStore) GetSession(ctx context.Context, tenant string, id uuid.UUID) (*session.Session, error) {
+	ss, err := scanSession(s.db.QueryRowContext(ctx,
+		`SELECT `+sessionCols+` FROM sessions WHERE id = $1 AND tenant = $2`, id, tenant))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrSessionNotFound
+	}
+	return ss, wrapErr(ctx, err)
+}
+
+func (s *sqlStore) UpdateSession(ctx context.Context, tenant string, id uuid.UUID, p session.Patch, now time.Time) (*session.Session, error) {
+	now = nowIfZero(now)
+	set := []string{"version = version + 1", "updated_at = $3"}
+	args := []any{id, tenant, toDB(now)}
+	if p.SourceCode != nil {
+		args = append(args, *p.SourceCode)
+		set = append(set, "source_code = $"+strconv.Itoa(len(args)))
+	}
+	if p.Language != nil {
+		args = append(args, *p.Language)
+		set = append(set, "language = $"+strconv.Itoa(len(args)))
+	}
+	where := `id = $1 AND tenant = $2 AND status = 'ACTIVE'`
+	if p.IfMatch != nil {
+		args = append(args, *p.IfMatch)
+		where += " AND version = $" + strconv.Itoa(len(args))
+	}
+	ss, err := scanSession(s.db.QueryRowContext(ctx,
+		`UPDATE sessions SET `+strings.Join(set, ", ")+` WHERE `+where+` RETURNING `+sessionCols, args...))
+	if err == nil {
+		return ss, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, wrapErr(ctx, err)
+	}
+	// Nothing updated: say why.
+	cur, err := s.GetSession(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Status == session.Closed {
+		return nil, ErrSessionClosed
+	}
+	return nil, ErrVersionConflict
+}
+
+func (s *sqlStore) CloseSession(ctx context.Context, tenant string, id uuid.UUID, now time.Time) error {
+	res, err := s.db.ExecContext(ctx,
+		`UPDATE sessions SET status = 'CLOSED', updated_at = $3 WHERE id = $1 AND tenant = $2 AND status = 'ACTIVE'`,
+		id, tenant, toDB(nowIfZero(now)))
+	if err != nil {
+		return wrapErr(ctx, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n > 0 {
+		return wrapErr(ctx, err)
+	}
+	_, err = s.GetSession(ctx, tenant, id)
+	return err // nil when already closed
+}
+
+// ---- executions ----
+
+const execCols = `id, session_id, tenant, language, source_code, stdin, status, queued_at, started_at, finished_at,
+	attempts, idempotency_key, request_hash, stdout, stderr, stdout_truncated, stderr_truncated, compile_output,
+	exit_code, signal, execution_time_ms, cpu_time_ms, memory_kb, error_code, error_message`
+
+// scanExec scans execCols; it also returns queued_at in microseconds, the
+// listing's sort key.
+func scanExec(r scanner) (*execution.Execution, int64, error) {
+	var (
+		e                            execution.Execution
+		status                       string
+		queued                       int64
+		started, finished            sql.NullInt64
+		key                          sql.NullString
+		stdout, stderr, compile, sig sql.NullString
+		stdoutTrunc, stderrTrunc     sql.NullBool
+		exitCode                     sql.NullInt64
+		execMS, cpuMS, memKB         sql.NullInt64
+		errCode, errMsg              sql.NullString
+	)
+	if err := r.Scan(&e.ID, &e.SessionID, &e.Tenant, &e.Language, &e.SourceCode, &e.Stdin, &status,
+		&queued, &started, &finished, &e.Attempts, &key, &e.RequestHash,
+		&stdout, &stderr, &stdoutTrunc, &stderrTrunc, &compile, &exitCode, &sig,
+		&execMS, &cpuMS, &memKB, &errCode, &errMsg); err != nil {
+		return nil, 0, err
+	}
+	e.Status = execution.Status(status)
+	e.QueuedAt = fromDB(queued)
+	e.StartedAt = fromDBNull(started)
+	e.FinishedAt = fromDBNull(finished)
+	e.IdempotencyKey = key.String
+	if e.Status.Terminal() {
+		r := &execution.Result{
+			Status:          e.Status,
+			Stdout:          stdout.String,
+			Stderr:          stderr.String,
+			StdoutTruncated: stdoutTrunc.Bool,
+			StderrTruncated: stderrTrunc.Bool,
+		}
+		if compile.Valid {
+			r.CompileOutput = &compile.String
+		}
+		if exitCode.Valid {
+			v := int(exitCode.Int64)
+			r.ExitCode = &v
+		}
+		if sig.Valid {
+			r.Signal = &sig.String
+		}
+		if execMS.Valid {
+			r.ExecutionTimeMS = &execMS.Int64
+		}
+		if cpuMS.Valid {
+			r.CPUTimeMS = &cpuMS.Int64
+		}
+		if memKB.Valid {
+			r.MemoryKB = &memKB.Int64
+		}
+		if errCode.Valid {
+			r.Error = &execution.Error{Code: execution.ErrorCode(errCode.String), Message: errMsg.String}
+		}
+		e.Result = r
+	}
+	return &e, queued, nil
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, maxInflight int, enqueue TxFunc) (*execution.Execution, bool, error) {
+	if e.ID == uuid.Nil || e.SessionID == uuid.Nil {
+		return nil, false, errors.New("store: execution without id or session id")
+	}
+	queuedAt := nowIfZero(e.QueuedAt)
+	var (
+		stored  *execution.Execution
+		created bool
+	)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		// Lock the session row: runs of one session serialize here, so the
+		// in-flight count and the snapshot are race-free. (SQLite: the
+		// transaction already holds the database's write lock.)
+		var status, lang, src string
+		err := tx.QueryRowContext(ctx,
+			`SELECT status, language, source_code FROM sessions WHERE id = $1 AND tenant = $2`+s.d.forUpdate,
+			e.SessionID, e.Tenant).Scan(&status, &lang, &src)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrSessionNotFound
+		}
+		if err != nil {
+			return err
+		}
+		// A replay of an accepted request answers with the original
+		// execution even when a fresh one would now be refused.
+		replay := func(refusal error) error {
+			if e.IdempotencyKey == "" {
+				return refusal
+			}
+			prev, err := s.byKey(ctx, tx, e)
+			if errors.Is(err, sql.ErrNoRows) {
+				return refusal
+			}
+			if err != nil {
+				return err
+			}
+			if prev.RequestHash != e.RequestHash {
+				return ErrIdempotencyReused
+			}
+			stored = prev
+			return nil
+		}
+		if session.Status(status) != session.Active {
+			return replay(ErrSessionClosed)
+		}
+		var inflight int
+		if err := tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM executions WHERE session_id = $1 AND status IN ('QUEUED', 'RUNNING')`,
+			e.SessionID).Scan(&inflight); err != nil {
+			return err
+		}
+		if inflight >= maxInflight {
+			return replay(ErrTooManyInflight)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO executions
+			(id, session_id, tenant, language, source_code, stdin, status, queued_at, attempts, idempotency_key, request_hash)
+			VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', $7, 0, $8, $9)
+			ON CONFLICT (session_id, idempotency_key) DO NOTHING`,
+			e.ID, e.SessionID, e.Tenant, lang, src, e.Stdin, toDB(queuedAt), nullString(e.IdempotencyKey), e.RequestHash)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			// The key was used before: the first request won.
+			return replay(errors.New("store: idempotency conflict without a stored execution"))
+		}
+		if enqueue != nil {
+			if err := enqueue(ctx, tx); err != nil {
+				return fmt.Errorf("store: enqueue: %w", err)
+			}
+		}
+		created = true
+		cp := *e
+		cp.Language, cp.SourceCode = lang, src
+		cp.Status = execution.Queued
+		cp.QueuedAt = fromDB(toDB(queuedAt))
+		cp.StartedAt, cp.FinishedAt, cp.Attempts, cp.Result = nil, nil, 0, nil
+		stored = &cp
+		return nil
+	})
+	if err != nil {
+		return nil, false, wrapErr(ctx, err)
+	}
+	return stored, created, nil
+}
+
+func (s *sqlStore) byKey(ctx context.Context, tx *sql.Tx, e *execution.Execution) (*execution.Execution, error) {
+	prev, _, err := scanExec(tx.QueryRowContext(ctx,
+		`SELECT `+execCols+` FROM executions WHERE session_id = $1 AND idempotency_key = $2 AND tenant = $3`,
+		e.SessionID, e.IdempotencyKey, e.Tenant))
+	return prev, err
+}
+
+func (s *sqlStore) GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error) {
+	e, _, err := scanExec(s.db.QueryRowContext(ctx,
+		`SELECT `+execCols+` FROM executions WHERE id = $1 AND tenant = $2`, id, tenant))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrExecutionNotFound
+	}
+	return e, wrapErr(ctx, err)
+}
+
+// Cursors are base64url("v1:<queued_at µs>:<id>") of the last item returned.
+func encodeCursor(queuedUS int64, id uuid.UUID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("v1:" + strconv.FormatInt(queuedUS, 10) + ":" + id.String()))
+}
+
+func decodeCursor(c string) (int64, uuid.UUID, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, uuid.Nil, ErrInvalidCursor
+	}
+	parts := strings.Split(string(b), ":")
+	if len(parts) != 3 || parts[0] != "v1" {
+		return 0, uuid.Nil, ErrInvalidCursor
+	}
+	us, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return 0, uuid.Nil, ErrInvalidCursor
+	}
+	id, err := uuid.Parse(parts[2])
+	if err != nil || id.String() != parts[2] {
+		return 0, uuid.Nil, ErrInvalidCursor
+	}
+	return us, id, nil
+}
+
+func (s *sqlStore) ListExecutions(ctx context.Context, tenant string, sessionID uuid.UUID, limit int, cursor string) ([]*execution.Execution, string, error) {
+	if limit < 1 || limit > MaxListLimit {
+		return nil, "", fmt.Errorf("%w: %d (want 1..%d)", ErrInvalidLimit, limit, MaxListLimit)
+	}
+	q := `SELECT ` + execCols + ` FROM executions WHERE session_id = $1 AND tenant = $2`
+	args := []any{sessionID, tenant, limit + 1}
+	if cursor != "" {
+		us, id, err := decodeCursor(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		q += ` AND (queued_at < $4 OR (queued_at = $4 AND id < $5))`
+		args = append(args, us, id)
+	}
+	q += ` ORDER BY queued_at DESC, id DESC LIMIT $3`
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", wrapErr(ctx, err)
+	}
+	defer rows.Close()
+	var (
+		items  []*execution.Execution
+		lastUS int64
+	)
+	for rows.Next() {
+		e, us, err := scanExec(rows)
+		if err != nil {
+			return nil, "", wrapErr(ctx, err)
+		}
+		if len(items) == limit {
+			// One more than asked: there is a next page.
+			last := items[len(items)-1]
+			return items, encodeCursor(lastUS, last.ID), nil
+		}
+		items = append(items, e)
+		lastUS = us
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", wrapErr(ctx, err)
+	}
+	rows.Close()
+	if len(items) == 0 && cursor == "" {
+		// Tell an empty session from an unknown (or another tenant's) one.
+		if _, err := s.GetSession(ctx, tenant, sessionID); err != nil {
+			return nil, "", err
+		}
+	}
+	if items == nil {
+		items = []*execution.Execution{}
+	}
+	return items, "", nil
+}
+
+// statusList renders statuses as an SQL IN list. Statuses are constants of
+// package execution, never user input.
+func statusList(ss []execution.Status) string {
+	q := make([]string, len(ss))
+	for i, st := range ss {
+		q[i] = "'" + string(st) + "'"
+	}
+	return "(" + strings.Join(q, ", ") + ")"
+}
+
+// fencedOrMissing explains a conditional update that matched no row.
+func (s *sqlStore) fencedOrMissing(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id uuid.UUID) error {
+	var one int
+	err := q.QueryRowContext(ctx, `SELECT 1 FROM executions WHERE id = $1`, id).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return ErrExecutionNotFound
+	case err != nil:
+		return err
+	default:
+		return ErrFenced
+	}
+}
+
+func (s *sqlStore) StartAttempt(ctx context.Context, id uuid.UUID, attempt int, now time.Time) (*execution.Execution, error) {
+	e, _, err := scanExec(s.db.QueryRowContext(ctx,
+		`UPDATE executions SET status = 'RUNNING', started_at = $3, attempts = $2
+		WHERE id = $1 AND status IN `+statusList(execution.Predecessors(execution.Running))+` AND attempts < $2
+		RETURNING `+execCols,
+		id, attempt, toDB(nowIfZero(now))))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, wrapErr(ctx, s.fencedOrMissing(ctx, s.db, id))
+	}
+	return e, wrapErr(ctx, err)
+}
+
+// finish writes a terminal result under a conditional update: the status
+// must be one of from and, when attempt is given, attempts must equal it.
+func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.Status, attempt *int,
+	r *execution.Result, now time.Time, complete TxFunc) error {
+	if r == nil || !r.Status.Terminal() {
+		return errors.New("store: a finished execution needs a terminal result")
+	}
+	if len(from) == 0 {
+		return ErrFenced
+	}
+	var errCode, errMsg any
+	if r.Error != nil {
+		errCode, errMsg = string(r.Error.Code), r.Error.Message
+	}
+	q := `UPDATE executions SET
+			status = $2, finished_at = $3, stdout = $4, stderr = $5, stdout_truncated = $6, stderr_truncated = $7,
+			compile_output = $8, exit_code = $9, signal = $10, execution_time_ms = $11, cpu_time_ms = $12,
+			memory_kb = $13, error_code = $14, error_message = $15
+			WHERE id = $1 AND status IN ` + statusList(from)
+	args := []any{id, string(r.Status), toDB(nowIfZero(now)), r.Stdout, r.Stderr, r.StdoutTruncated, r.StderrTruncated,
+		r.CompileOutput, r.ExitCode, r.Signal, r.ExecutionTimeMS, r.CPUTimeMS, r.MemoryKB, errCode, errMsg}
+	if attempt != nil {
+		q += ` AND attempts = $16`
+		args = append(args, *attempt)
+	}
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return s.fencedOrMissing(ctx, tx, id)
+		}
+		if complete != nil {
+			if err := complete(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if s.d.postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, id.String()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return wrapErr(ctx, err)
+}
+
+func (s *sqlStore) FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time, complete TxFunc) error {
+	if r == nil {
+		return errors.New("store: FinishAttempt without a result")
+	}
+	// Only a RUNNING execution under this attempt may finish.
+	var from []execution.Status
+	for _, st := range execution.Predecessors(r.Status) {
+		if st == execution.Running {
+			from = append(from, st)
+		}
+	}
+	return s.finish(ctx, id, from, &attempt, r, now, complete)
+}
+
+func (s *sqlStore) FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) error {
+	if r == nil {
+		return errors.New("store: FailUnstarted without a result")
+	}
+	if r.Status != execution.Failed {
+		if r.Status != "" {
+			return errors.New("store: FailUnstarted needs a FAILED result")
+		}
+		cp := *r
+		cp.Status = execution.Failed
+		r = &cp
+	}
+	return s.finish(ctx, id, execution.Predecessors(execution.Failed), nil, r, now, nil)
+}
+
+func (s *sqlStore) QueueDepth(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM executions WHERE status = 'QUEUED'`).Scan(&n)
+	return n, wrapErr(ctx, err)
+}
+
+func (s *sqlStore) PurgeBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+	var total int64
+	c := toDB(cutoff)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		total = 0
+		for _, q := range []string{
+			`DELETE FROM executions WHERE finished_at < $1 AND status IN ('COMPLETED', 'FAILED', 'TIMEOUT')`,
+			`DELETE FROM executions WHERE session_id IN (SELECT id FROM sessions WHERE status = 'CLOSED' AND updated_at < $1)`,
+			`DELETE FROM sessions WHERE status = 'CLOSED' AND updated_at < $1`,
+		} {
+			res, err := tx.ExecContext(ctx, q, c)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, wrapErr(ctx, err)
+	}
+	return total, nil
+}
