@@ -222,6 +222,8 @@ func TestNetwork(t *testing.T) {
 import socket
 print(open('/proc/net/dev').read())
 print('ROUTES', open('/proc/net/route').read().strip().count('\n'))
+srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)
+c = socket.create_connection(srv.getsockname(), timeout=1); print('LOOPBACK OK')
 s = socket.socket()
 s.settimeout(1)
 try:
@@ -238,6 +240,9 @@ except OSError as e:
 	}
 	if len(ifaces) != 1 || ifaces[0] != "lo" {
 		t.Errorf("interfaces %v in\n%s", ifaces, out)
+	}
+	if !strings.Contains(out, "LOOPBACK OK") {
+		t.Errorf("loopback unusable: %s", describe(r))
 	}
 	if !strings.Contains(out, "ROUTES 0") || strings.Contains(out, "CONNECTED") || !strings.Contains(out, "refused") {
 		t.Errorf("network reachable:\n%s", describe(r))
@@ -388,5 +393,34 @@ func TestCancel(t *testing.T) {
 	defer cancel()
 	if _, err := s.Execute(ctx, sh("sleep 10", defLimits())); err == nil {
 		t.Error("cancelled Execute returned no error")
+	}
+}
+
+func TestReadOnlyPaths(t *testing.T) {
+	s := newTestSandbox(t)
+	// Not under /tmp: the jail's /tmp is its own.
+	extra, err := os.MkdirTemp("/var/tmp", "runbox-ro-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(extra) })
+	// World-writable, so that only the read-only mount can refuse the write.
+	if err := os.Chmod(extra, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(extra, "tool"), []byte("data"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(extra, "tool"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	req := sh("cat "+extra+"/tool; (echo x > "+extra+"/tool) 2>&1 | grep -o Read-only; test -e /opt/none || echo skipped", defLimits())
+	req.ReadOnlyPaths = []string{extra, "/opt/none"}
+	r := run(t, s, req)
+	if string(r.Stdout) != "dataRead-only\nskipped\n" {
+		t.Errorf("%s", describe(r))
+	}
+	if b, _ := os.ReadFile(filepath.Join(extra, "tool")); string(b) != "data" {
+		t.Errorf("read-only path written: %q", b)
 	}
 }

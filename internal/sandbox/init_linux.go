@@ -99,6 +99,9 @@ func runInit() {
 	if err := unix.Sethostname([]byte(jailHostname)); err != nil {
 		fail(fmt.Errorf("sethostname: %w", err))
 	}
+	if err := loopbackUp(); err != nil {
+		fail(err)
+	}
 	if err := buildRoot(&c); err != nil {
 		fail(err)
 	}
@@ -188,6 +191,29 @@ func dropPrivileges(c *jailConfig) error {
 	data[0].Inheritable, data[1].Inheritable = 0, 0
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
+}
+
+// loopbackUp brings up lo, the only interface of the new network namespace,
+// so that a program may talk to itself over 127.0.0.1 (there is no route
+// anywhere else).
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("loopback: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("loopback up: %w", err)
 	}
 	return nil
 }
