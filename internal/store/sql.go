@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
@@ -210,6 +211,7 @@ func (s *sqlStore) CreateSession(ctx context.Context, ss *session.Session) error
 	if ss.UpdatedAt.IsZero() {
 		ss.UpdatedAt = ss.CreatedAt
 	}
+	ss.SourceCode = clean(ss.SourceCode)
 	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		ss.ID, ss.Tenant, string(ss.Status), ss.Language, ss.SourceCode, ss.Version, toDB(ss.CreatedAt), toDB(ss.UpdatedAt))
 	if err != nil {
@@ -234,7 +236,7 @@ func (s *sqlStore) UpdateSession(ctx context.Context, tenant string, id uuid.UUI
 	set := []string{"version = version + 1", "updated_at = $3"}
 	args := []any{id, tenant, toDB(now)}
 	if p.SourceCode != nil {
-		args = append(args, *p.SourceCode)
+		args = append(args, clean(*p.SourceCode))
 		set = append(set, "source_code = $"+strconv.Itoa(len(args)))
 	}
 	if p.Language != nil {
@@ -346,6 +348,27 @@ func scanExec(r scanner) (*execution.Execution, int64, error) {
 	return &e, queued, nil
 }
 
+// clean makes text storable on both drivers: PostgreSQL text cannot hold NUL
+// or invalid UTF-8 (program output can contain both), so each becomes U+FFFD,
+// on SQLite too so that the drivers agree.
+func clean(s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	return s
+}
+
+func cleanPtr(p *string) *string {
+	if p == nil {
+		return nil
+	}
+	c := clean(*p)
+	return &c
+}
+
 func nullString(s string) any {
 	if s == "" {
 		return nil
@@ -411,7 +434,7 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 			(id, session_id, tenant, language, source_code, stdin, status, queued_at, attempts, idempotency_key, request_hash)
 			VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', $7, 0, $8, $9)
 			ON CONFLICT (session_id, idempotency_key) DO NOTHING`,
-			e.ID, e.SessionID, e.Tenant, lang, src, e.Stdin, toDB(queuedAt), nullString(e.IdempotencyKey), e.RequestHash)
+			e.ID, e.SessionID, e.Tenant, lang, src, clean(e.Stdin), toDB(queuedAt), nullString(e.IdempotencyKey), e.RequestHash)
 		if err != nil {
 			return err
 		}
@@ -428,7 +451,7 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 		}
 		created = true
 		cp := *e
-		cp.Language, cp.SourceCode = lang, src
+		cp.Language, cp.SourceCode, cp.Stdin = lang, src, clean(e.Stdin)
 		cp.Status = execution.Queued
 		cp.QueuedAt = fromDB(toDB(queuedAt))
 		cp.StartedAt, cp.FinishedAt, cp.Attempts, cp.Result = nil, nil, 0, nil
@@ -585,15 +608,15 @@ func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.St
 	}
 	var errCode, errMsg any
 	if r.Error != nil {
-		errCode, errMsg = string(r.Error.Code), r.Error.Message
+		errCode, errMsg = string(r.Error.Code), clean(r.Error.Message)
 	}
 	q := `UPDATE executions SET
 			status = $2, finished_at = $3, stdout = $4, stderr = $5, stdout_truncated = $6, stderr_truncated = $7,
 			compile_output = $8, exit_code = $9, signal = $10, execution_time_ms = $11, cpu_time_ms = $12,
 			memory_kb = $13, error_code = $14, error_message = $15
 			WHERE id = $1 AND status IN ` + statusList(from)
-	args := []any{id, string(r.Status), toDB(nowIfZero(now)), r.Stdout, r.Stderr, r.StdoutTruncated, r.StderrTruncated,
-		r.CompileOutput, r.ExitCode, r.Signal, r.ExecutionTimeMS, r.CPUTimeMS, r.MemoryKB, errCode, errMsg}
+	args := []any{id, string(r.Status), toDB(nowIfZero(now)), clean(r.Stdout), clean(r.Stderr), r.StdoutTruncated, r.StderrTruncated,
+		cleanPtr(r.CompileOutput), r.ExitCode, r.Signal, r.ExecutionTimeMS, r.CPUTimeMS, r.MemoryKB, errCode, errMsg}
 	if attempt != nil {
 		q += ` AND attempts = $16`
 		args = append(args, *attempt)
