@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,20 +80,8 @@ func describe(r *StepReport) string {
 	if r == nil {
 		return "<nil>"
 	}
-	return string(r.Outcome) + " exit=" + itoa(r.ExitCode) + " sig=" + r.Signal + " wall=" + r.WallTime.String() +
+	return string(r.Outcome) + " exit=" + strconv.Itoa(r.ExitCode) + " sig=" + r.Signal + " wall=" + r.WallTime.String() +
 		" cpu=" + r.CPUTime.String() + "\nstdout: " + trunc(r.Stdout) + "\nstderr: " + trunc(r.Stderr)
-}
-
-func itoa(i int) string { return fmtInt(i) }
-
-func fmtInt(i int) string {
-	if i < 0 {
-		return "-" + fmtInt(-i)
-	}
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return fmtInt(i/10) + string(rune('0'+i%10))
 }
 
 func trunc(b []byte) string {
@@ -114,7 +103,7 @@ func jailProcs(s *Sandbox) []string {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			if fields := strings.Fields(sc.Text()); len(fields) > 1 && fields[0] == "Uid:" && fields[1] == fmtInt(jailUID) {
+			if fields := strings.Fields(sc.Text()); len(fields) > 1 && fields[0] == "Uid:" && fields[1] == strconv.Itoa(jailUID) {
 				if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
 					out = append(out, e.Name())
 				}

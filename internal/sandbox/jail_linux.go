@@ -2,6 +2,15 @@ package sandbox
 
 // Host side of a run.
 //
+// Usage: call sandbox.Init() first thing in main() (and in TestMain of every
+// package whose tests call Execute): Execute re-executes /proc/self/exe as
+// the jail init, and Init is where that copy diverts into the jail.
+//
+// Accounting note: each step's cgroup also holds the jail init (a small Go
+// process, GOMAXPROCS=1), so MemoryBytes includes its ~2 MiB, and pids.max is
+// Limits.Pids plus initThreads headroom for its runtime threads. CPUTime
+// excludes the init's set-up (usage is sampled when the program starts).
+//
 // One Request = one run directory under Config.Dir holding
 //
 //	box/   a tmpfs (size = the larger ScratchBytes of the steps) that the host
