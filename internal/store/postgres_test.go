@@ -8,10 +8,14 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/store"
 	"github.com/runbox/runbox/internal/store/storetest"
 )
@@ -153,5 +157,70 @@ func TestPostgresQueueDepth100k(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("postgres: inserted 100k queued rows in %v", time.Since(start))
+	rows, err := s.DB().QueryContext(ctx, `EXPLAIN SELECT COUNT(*) FROM executions WHERE status = 'QUEUED'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	rows.Close()
+	if !strings.Contains(strings.Join(plan, "\n"), "executions_queued_idx") {
+		t.Fatalf("QueueDepth does not use the partial index:\n%s", strings.Join(plan, "\n"))
+	}
 	storetest.MeasureQueueDepth(t, s, 100000)
+}
+
+// The listener survives its connection being killed: it reconnects and
+// hears later notifications.
+func TestPostgresListenReconnect(t *testing.T) {
+	u := freshPGURL(t)
+	listener := openPGURL(t, u)
+	if err := store.MigrateAll(context.Background(), listener); err != nil {
+		t.Fatal(err)
+	}
+	writer := openPGURL(t, u)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan uuid.UUID, 100)
+	go func() { _ = listener.ListenFinished(ctx, func(id uuid.UUID) { got <- id }) }()
+	ss := storetest.NewSession(t, writer, "")
+	hear := func() {
+		t.Helper()
+		deadline := time.After(15 * time.Second)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-got:
+				return
+			case <-tick.C:
+				e := storetest.NewExecution(t, writer, ss)
+				if _, err := writer.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				if err := writer.FinishAttempt(ctx, e.ID, 1, &execution.Result{Status: execution.Completed}, time.Now(), nil); err != nil {
+					t.Fatal(err)
+				}
+			case <-deadline:
+				t.Fatal("no notification")
+			}
+		}
+	}
+	hear()
+	var killed int
+	u2, _ := url.Parse(u)
+	if err := requirePG(t).QueryRowContext(ctx, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = $1 AND query LIKE 'LISTEN%'`, strings.TrimPrefix(u2.Path, "/")).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminated %d listeners: %v", killed, err)
+	}
+	for len(got) > 0 {
+		<-got
+	}
+	hear()
 }

@@ -65,6 +65,9 @@ func TestSQLiteOpenDefault(t *testing.T) {
 	if err := s.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM river_migration`).Scan(&n); err != nil || n == 0 {
 		t.Fatalf("river migrations: %d %v", n, err)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "runbox.db")); err != nil || fi.Size() == 0 {
+		t.Fatalf("SQLite did not write the file we created: %v", err)
+	}
 	var mode string
 	if err := s.DB().QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
 		t.Fatalf("journal_mode %q %v", mode, err)
