@@ -237,3 +237,45 @@ func TestWorkerKilledMidRun(t *testing.T) {
 		t.Errorf("processes of killed runs survive: %s", out)
 	}
 }
+
+// TestGracefulShutdown: SIGTERM while a run is in flight and another waits;
+// the process finishes the running one before it exits, and the waiting one
+// runs after a restart. Nothing accepted is lost.
+func TestGracefulShutdown(t *testing.T) {
+	requireRoot(t)
+	env := map[string]string{
+		"RUNBOX_DATA_DIR":           t.TempDir(),
+		"RUNBOX_HTTP_ADDR":          freeAddr(t),
+		"RUNBOX_WORKER_CONCURRENCY": "1",
+		"RUNBOX_SHUTDOWN_GRACE":     "20s",
+	}
+	p := spawn(t, "serve", env)
+	p.waitLog(t, "api listening")
+	s := &server{t: t, base: "http://" + env["RUNBOX_HTTP_ADDR"]}
+	sid := s.createSession("python", "import time\ntime.sleep(1.5)\nprint('finished')\n")
+	first := s.do("POST", "/code-sessions/"+sid+"/run", nil).expect(t, 202, "").body["execution_id"].(string)
+	second := s.do("POST", "/code-sessions/"+sid+"/run", nil).expect(t, 202, "").body["execution_id"].(string)
+	for len(p.started()) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(25 * time.Second):
+		t.Fatal("serve did not exit within the grace period")
+	}
+	_ = p.cmd.Wait()
+
+	p2 := spawn(t, "serve", env)
+	p2.waitLog(t, "api listening")
+	for _, id := range []string{first, second} {
+		if e := s.wait(id); e["status"] != "COMPLETED" || e["attempts"] != 1.0 {
+			t.Fatalf("execution %s across the restart: %v", id, e)
+		}
+	}
+	if started := p.started(); len(started) != 1 || started[0] != first {
+		t.Fatalf("the first process started %v; want only %s", started, first)
+	}
+}

@@ -116,7 +116,9 @@ func serve(ctx context.Context, e *environment, roles role) error {
 	defer q.Close()
 	if w != nil {
 		w.Queue = q
-		if err := q.Start(ctx); err != nil {
+		// Not ctx: cancelling River's start context cancels running jobs,
+		// and a SIGTERM must let them finish (q.Stop below).
+		if err := q.Start(context.WithoutCancel(ctx)); err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}
 		logger.Info("workers started", "concurrency", cfg.WorkerConcurrency, "driver", st.Driver())
@@ -132,7 +134,7 @@ func serve(ctx context.Context, e *environment, roles role) error {
 		srv = &http.Server{
 			Handler: api.NewHandler(api.Deps{
 				Config: cfg, Store: st, Queue: q, Languages: langs, Hub: hub, Metrics: metrics,
-				Logger: logger, Checks: checks, OpenAPI: openapi.Spec,
+				Logger: logger, Checks: checks, OpenAPI: openapi.Spec, Draining: ctx.Done(),
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,

@@ -148,6 +148,10 @@ func (s *server) waitTerminal(r *http.Request, ex *execution.Execution, wait tim
 			release()
 			recheck.Stop()
 			return cur, nil
+		case <-s.Draining:
+			release()
+			recheck.Stop()
+			return cur, nil
 		}
 		release()
 		recheck.Stop()

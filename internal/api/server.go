@@ -45,6 +45,9 @@ type Deps struct {
 	Checks  map[string]func(context.Context) string
 	OpenAPI []byte
 	Now     func() time.Time
+	// Draining is closed when the server begins a graceful shutdown: long
+	// polls answer at once instead of holding the shutdown up to 30 s.
+	Draining <-chan struct{}
 }
 
 // server holds the per-process state the handlers share.

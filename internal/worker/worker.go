@@ -110,14 +110,28 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *river.Job[qu
 	id := job.Args.ExecutionID
 	// The result must land even if the job's context is being cancelled by
 	// a shutdown: the program has already run.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// A database blip is waited out here rather than re-running the program.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordBudget)
 	defer cancel()
 	complete := func(ctx context.Context, tx *sql.Tx) error { return w.Queue.Complete(ctx, tx, job) }
+	now := w.Now()
 	var err error
-	if e == nil {
-		err = w.Store.FailUnstarted(ctx, id, r, w.Now())
-	} else {
-		err = w.Store.FinishAttempt(ctx, id, job.Attempt, r, w.Now(), complete)
+	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
+		if e == nil {
+			err = w.Store.FailUnstarted(ctx, id, r, now)
+		} else {
+			err = w.Store.FinishAttempt(ctx, id, job.Attempt, r, now, complete)
+		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			break
+		}
+		log.Warn("database unavailable; retrying to record the result", "error", err.Error())
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+			continue
+		}
+		break
 	}
 	if errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrExecutionNotFound) {
 		log.Warn("result dropped: a newer attempt owns the execution")
@@ -155,6 +169,10 @@ func internalError(log *slog.Logger, reason string) *execution.Result {
 		Message: "internal error; incident " + incident,
 	}}
 }
+
+// recordBudget is how long a finished attempt keeps trying to record its
+// result through a database outage before leaving the job to be rescued.
+const recordBudget = 30 * time.Second
 
 // Verdict maps a sandbox report onto the execution's terminal result.
 func Verdict(rep *sandbox.Report) *execution.Result {

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// apiOnly starts `runbox api` on a freshly migrated SQLite file: with no
+// worker, every accepted run stays QUEUED, which makes backlogs exact.
+func apiOnly(t *testing.T, env map[string]string) *server {
+	t.Helper()
+	dir := t.TempDir()
+	vars := map[string]string{"RUNBOX_DATA_DIR": dir, "RUNBOX_LOG_LEVEL": "warn"}
+	if err := run(context.Background(), []string{"runbox", "migrate"}, func(k string) string { return vars[k] }, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	env["RUNBOX_DATA_DIR"] = dir
+	return start(t, "api", env)
+}
+
+func retryAfter(t *testing.T, r response) {
+	t.Helper()
+	if n, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || n < 1 {
+		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
+	}
+}
+
+func TestBackpressure(t *testing.T) {
+	s := apiOnly(t, map[string]string{"RUNBOX_MAX_QUEUE_DEPTH": "3", "RUNBOX_MAX_INFLIGHT_PER_SESSION": "2"})
+	a := s.createSession("python", "")
+	b := s.createSession("python", "")
+
+	// Per-session cap: the third queued run of one session is refused.
+	s.do("POST", "/code-sessions/"+a+"/run", nil).expect(t, 202, "")
+	s.do("POST", "/code-sessions/"+a+"/run", nil).expect(t, 202, "")
+	retryAfter(t, s.do("POST", "/code-sessions/"+a+"/run", nil).expect(t, 429, "too_many_inflight"))
+
+	// Global bound: once 3 runs wait, everyone gets 503 overloaded.
+	s.do("POST", "/code-sessions/"+b+"/run", nil).expect(t, 202, "")
+	time.Sleep(300 * time.Millisecond) // the depth is sampled at most every 250 ms
+	c := s.createSession("python", "")
+	retryAfter(t, s.do("POST", "/code-sessions/"+c+"/run", nil).expect(t, 503, "overloaded"))
+	// Autosave is never refused for overload: it enqueues nothing.
+	s.do("PATCH", "/code-sessions/"+c, map[string]any{"source_code": "print(1)"}).expect(t, 200, "")
+
+	m := s.do("GET", "/metrics", nil).expect(t, 200, "")
+	for _, want := range []string{`runbox_rejections_total{code="overloaded"} 1`, `runbox_rejections_total{code="too_many_inflight"} 1`} {
+		if !contains(m.raw, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	s := apiOnly(t, map[string]string{
+		"RUNBOX_RUN_RATE": "0.5", "RUNBOX_RUN_BURST": "2",
+		"RUNBOX_AUTOSAVE_RATE": "1", "RUNBOX_AUTOSAVE_BURST": "3",
+		"RUNBOX_MAX_INFLIGHT_PER_SESSION": "10",
+	})
+	id := s.createSession("python", "")
+	for range 3 {
+		s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "x"}).expect(t, 200, "")
+	}
+	retryAfter(t, s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "x"}).expect(t, 429, "rate_limited"))
+	s.do("POST", "/code-sessions/"+id+"/run", nil).expect(t, 202, "")
+	s.do("POST", "/code-sessions/"+id+"/run", nil).expect(t, 202, "")
+	r := s.do("POST", "/code-sessions/"+id+"/run", nil).expect(t, 429, "rate_limited")
+	if r.header.Get("Retry-After") != "2" {
+		t.Fatalf("Retry-After %q at 0.5 runs/s", r.header.Get("Retry-After"))
+	}
+}
+
+func TestTenantsAndKeys(t *testing.T) {
+	s := apiOnly(t, map[string]string{"RUNBOX_API_KEYS": "alice:key-a,bob:key-b,key-c"})
+	s.do("POST", "/code-sessions", map[string]any{"language": "python"}).expect(t, 401, "unauthorized")
+	s.key = "wrong"
+	s.do("GET", "/languages", nil).expect(t, 401, "unauthorized")
+	for _, open := range []string{"/healthz", "/readyz", "/metrics"} {
+		s.do("GET", open, nil).expect(t, 200, "")
+	}
+
+	s.key = "key-a"
+	sid := s.createSession("python", "")
+	eid := s.do("POST", "/code-sessions/"+sid+"/run", nil).expect(t, 202, "").body["execution_id"].(string)
+	s.do("GET", "/code-sessions/"+sid, nil).expect(t, 200, "")
+
+	for _, other := range []string{"key-b", "key-c"} {
+		s.key = other
+		s.do("GET", "/code-sessions/"+sid, nil).expect(t, 404, "session_not_found")
+		s.do("PATCH", "/code-sessions/"+sid, map[string]any{"source_code": "x"}).expect(t, 404, "session_not_found")
+		s.do("POST", "/code-sessions/"+sid+"/run", nil).expect(t, 404, "session_not_found")
+		s.do("DELETE", "/code-sessions/"+sid, nil).expect(t, 404, "session_not_found")
+		s.do("GET", "/code-sessions/"+sid+"/executions", nil).expect(t, 404, "session_not_found")
+		s.do("GET", "/executions/"+eid, nil).expect(t, 404, "execution_not_found")
+	}
+	s.key = "key-a"
+	s.do("GET", "/executions/"+eid, nil).expect(t, 200, "")
+}
+
+func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
