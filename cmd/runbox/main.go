@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/runbox/runbox/internal/app"
 	"github.com/runbox/runbox/internal/config"
 	"github.com/runbox/runbox/internal/sandbox"
 )
@@ -66,15 +67,17 @@ func noFlags(*flag.FlagSet) *options { return &options{} }
 
 var subcommands = []subcommand{
 	{"serve", "API and workers in one process (the embedded default)", "serve", serverFlags, func(ctx context.Context, e *environment) error {
-		return serve(ctx, e, roleAPI|roleWorker)
+		return app.Run(ctx, e.cfg, app.RoleAPI|app.RoleWorker, e.stderr)
 	}},
 	{"api", "the HTTP API only", "api", serverFlags, func(ctx context.Context, e *environment) error {
-		return serve(ctx, e, roleAPI)
+		return app.Run(ctx, e.cfg, app.RoleAPI, e.stderr)
 	}},
 	{"worker", "workers only: fetch queued runs and execute them in the sandbox", "worker", dbFlags, func(ctx context.Context, e *environment) error {
-		return serve(ctx, e, roleWorker)
+		return app.Run(ctx, e.cfg, app.RoleWorker, e.stderr)
 	}},
-	{"migrate", "apply database schema migrations and exit", "migrate", dbFlags, migrate},
+	{"migrate", "apply database schema migrations and exit", "migrate", dbFlags, func(ctx context.Context, e *environment) error {
+		return app.Migrate(ctx, e.cfg, e.stderr)
+	}},
 	{"version", "print the version and exit", "", noFlags, func(_ context.Context, e *environment) error {
 		fmt.Fprintln(e.stdout, "runbox", version())
 		return nil

@@ -1,9 +1,13 @@
-package main
+// Package app assembles runbox from its parts (store, queue, workers,
+// sandbox, API) for each role a process can play, and runs it until its
+// context ends, then shuts down gracefully.
+package app
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,16 +29,18 @@ import (
 	"github.com/runbox/runbox/openapi"
 )
 
-type role int
+// Role is what a process does: serve the API, run workers, or both.
+type Role int
 
 const (
-	roleAPI role = 1 << iota
-	roleWorker
+	RoleAPI Role = 1 << iota
+	RoleWorker
 )
 
-func migrate(ctx context.Context, e *environment) error {
-	logger := telemetry.NewLogger(e.stderr, e.cfg.LogFormat, e.cfg.LogLevel)
-	st, err := store.Open(ctx, e.cfg.DatabaseURL, e.cfg.DataDir)
+// Migrate applies every schema migration (runbox's and River's) and returns.
+func Migrate(ctx context.Context, cfg *config.Config, logs io.Writer) error {
+	logger := telemetry.NewLogger(logs, cfg.LogFormat, cfg.LogLevel)
+	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -46,13 +52,12 @@ func migrate(ctx context.Context, e *environment) error {
 	return nil
 }
 
-// serve runs the API, the workers, or both, until ctx ends; then it stops
+// Run runs the API, the workers, or both, until ctx ends; then it stops
 // accepting, lets in-flight requests and runs finish within the grace period,
-// and returns.
-func serve(ctx context.Context, e *environment, roles role) error {
-	cfg := e.cfg
-	logger := telemetry.NewLogger(e.stderr, cfg.LogFormat, cfg.LogLevel)
-	if roles&roleAPI != 0 && len(cfg.APIKeys) == 0 && !config.LoopbackOnly(cfg.HTTPAddr) && !cfg.AllowUnauthenticated {
+// and returns. Logs go to logs.
+func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) error {
+	logger := telemetry.NewLogger(logs, cfg.LogFormat, cfg.LogLevel)
+	if roles&RoleAPI != 0 && len(cfg.APIKeys) == 0 && !config.LoopbackOnly(cfg.HTTPAddr) && !cfg.AllowUnauthenticated {
 		return errors.New("refusing to listen on a non-loopback address without API keys: set RUNBOX_API_KEYS or RUNBOX_ALLOW_UNAUTHENTICATED=true")
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
@@ -60,7 +65,7 @@ func serve(ctx context.Context, e *environment, roles role) error {
 		return err
 	}
 	defer st.Close()
-	if roles == roleAPI|roleWorker {
+	if roles == RoleAPI|RoleWorker {
 		// The embedded default migrates itself; split deployments run `runbox migrate` once.
 		if err := store.MigrateAll(ctx, st); err != nil {
 			return err
@@ -80,10 +85,10 @@ func serve(ctx context.Context, e *environment, roles role) error {
 	var workers *river.Workers
 	var periodic []*river.PeriodicJob
 	var w *worker.Worker
-	if roles&roleWorker != 0 {
+	if roles&RoleWorker != 0 {
 		sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(cfg.DataDir, "jails"), Logger: logger})
 		if err != nil {
-			if roles == roleWorker {
+			if roles == RoleWorker {
 				return fmt.Errorf("sandbox: %w", err)
 			}
 			// Serve the API anyway: runs stay QUEUED (nothing is lost) and
@@ -126,7 +131,7 @@ func serve(ctx context.Context, e *environment, roles role) error {
 
 	var srv *http.Server
 	serveErr := make(chan error, 1)
-	if roles&roleAPI != 0 {
+	if roles&RoleAPI != 0 {
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return err
