@@ -2,12 +2,9 @@ package store_test
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,68 +13,15 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/pgtest"
 	"github.com/runbox/runbox/internal/store"
 	"github.com/runbox/runbox/internal/store/storetest"
 )
 
-func pgAdminURL() string {
-	if u := os.Getenv("RUNBOX_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://root@127.0.0.1:5432/test?sslmode=disable"
-}
-
-var (
-	pgOnce  sync.Once
-	pgAdmin *sql.DB
-	pgErr   error
-	pgURLs  sync.Map // store.Store → its database URL
-)
-
-// requirePG returns the admin connection, or skips (fails under CI=true)
-// when PostgreSQL is unreachable.
-func requirePG(t *testing.T) *sql.DB {
-	t.Helper()
-	pgOnce.Do(func() {
-		pgAdmin, pgErr = sql.Open("pgx", pgAdminURL())
-		if pgErr == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			pgErr = pgAdmin.PingContext(ctx)
-		}
-	})
-	if pgErr != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL unreachable: %v", pgErr)
-		}
-		t.Skipf("PostgreSQL unreachable (set RUNBOX_TEST_DATABASE_URL): %v", pgErr)
-	}
-	return pgAdmin
-}
+var pgURLs sync.Map // store.Store → its database URL
 
 // freshPGURL creates a database of its own for the test and drops it at cleanup.
-func freshPGURL(t *testing.T) string {
-	t.Helper()
-	admin := requirePG(t)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	name := "runbox_test_" + hex.EncodeToString(b)
-	ctx := context.Background()
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
-		t.Fatalf("create test database: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.ExecContext(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Logf("drop test database: %v", err)
-		}
-	})
-	u, err := url.Parse(pgAdminURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
+func freshPGURL(t *testing.T) string { return pgtest.Database(t) }
 
 func openPGURL(t *testing.T, u string) store.Store {
 	t.Helper()
@@ -100,7 +44,6 @@ func openPG(t *testing.T) store.Store {
 }
 
 func TestPostgresContract(t *testing.T) {
-	requirePG(t)
 	storetest.Run(t, openPG, storetest.Options{
 		Reopen: func(t *testing.T, s store.Store) store.Store {
 			u, _ := pgURLs.Load(s)
@@ -215,7 +158,12 @@ func TestPostgresListenReconnect(t *testing.T) {
 	hear()
 	var killed int
 	u2, _ := url.Parse(u)
-	if err := requirePG(t).QueryRowContext(ctx, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+	admin, err := sql.Open("pgx", pgtest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.QueryRowContext(ctx, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE datname = $1 AND query LIKE 'LISTEN%'`, strings.TrimPrefix(u2.Path, "/")).Scan(&killed); err != nil || killed != 1 {
 		t.Fatalf("terminated %d listeners: %v", killed, err)
 	}
