@@ -110,10 +110,20 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		}
 	}
 
+	poll := cfg.FetchPollInterval
+	if poll == 0 {
+		// River wakes workers on a transactional insert only through
+		// PostgreSQL's LISTEN/NOTIFY; on SQLite a fetch of the local file
+		// costs tens of microseconds, so poll often instead.
+		poll = time.Second
+		if st.Driver() == "sqlite" {
+			poll = 10 * time.Millisecond
+		}
+	}
 	q, err := queue.New(ctx, queue.Options{
 		Store: st, DatabaseURL: cfg.DatabaseURL, Workers: workers, Concurrency: cfg.WorkerConcurrency,
 		MaxAttempts: cfg.MaxAttempts + 1, JobTimeout: cfg.JobTimeout(), RescueAfter: cfg.RescueAfter,
-		FetchPollInterval: cfg.FetchPollInterval, Logger: riverLogger(logger), PeriodicJobs: periodic,
+		FetchPollInterval: poll, Logger: riverLogger(logger), PeriodicJobs: periodic,
 	})
 	if err != nil {
 		return err

@@ -52,7 +52,7 @@ type Config struct {
 	ShutdownGrace     time.Duration
 	RequestTimeout    time.Duration
 	Retention         time.Duration
-	FetchPollInterval time.Duration
+	FetchPollInterval time.Duration // 0: the driver's default
 	// RescueAfter is how long a RUNNING job may go without finishing before
 	// it is presumed orphaned (its worker died) and run again; 0 = derived.
 	RescueAfter time.Duration
@@ -107,7 +107,7 @@ var Vars = []Var{
 	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
 	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged", server},
 	{"RUNBOX_RESCUE_AFTER", "compile + run wall time + 35s", "a run still RUNNING this long is presumed orphaned by a dead worker and re-queued (it must exceed the longest allowed run)", worker},
-	{"RUNBOX_FETCH_POLL_INTERVAL", "1s", "how often idle workers look for jobs when no notification arrives", worker},
+	{"RUNBOX_FETCH_POLL_INTERVAL", "1s on PostgreSQL, 10ms on SQLite", "how often idle workers look for new jobs; PostgreSQL wakes them on insert (LISTEN/NOTIFY), SQLite has no such signal, so they poll a local file", worker},
 }
 
 // VarsFor returns the variables the given subcommand reads.
@@ -163,7 +163,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		ShutdownGrace:         p.duration("RUNBOX_SHUTDOWN_GRACE", 30*time.Second),
 		RequestTimeout:        p.duration("RUNBOX_REQUEST_TIMEOUT", 35*time.Second),
 		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour),
-		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", time.Second),
+		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", 0),
 	}
 	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second)
 	if c.RescueAfter <= c.JobTimeout() {
