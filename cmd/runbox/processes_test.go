@@ -45,10 +45,11 @@ func binary(t *testing.T) string {
 
 // proc is a runbox process whose JSON log lines are collected.
 type proc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	logs []map[string]any
-	done chan struct{}
+	cmd         *exec.Cmd
+	metricsAddr string
+	mu          sync.Mutex
+	logs        []map[string]any
+	done        chan struct{}
 }
 
 func spawn(t *testing.T, sub string, env map[string]string) *proc {
@@ -144,7 +145,12 @@ func splitDeployment(t *testing.T, workers int, env map[string]string) (*server,
 	}
 	var ws []*proc
 	for range workers {
-		w := spawn(t, "worker", base)
+		wenv := map[string]string{"RUNBOX_METRICS_ADDR": freeAddr(t)}
+		for k, v := range base {
+			wenv[k] = v
+		}
+		w := spawn(t, "worker", wenv)
+		w.metricsAddr = wenv["RUNBOX_METRICS_ADDR"]
 		w.waitLog(t, "workers started")
 		ws = append(ws, w)
 	}
@@ -176,6 +182,13 @@ func TestSplitProcessesShareTheLoad(t *testing.T) {
 	}
 	seen := map[string]int{}
 	for i, w := range ws {
+		ops := &server{t: t, base: "http://" + w.metricsAddr}
+		ops.do("GET", "/readyz", nil).expect(t, 200, "")
+		m := ops.do("GET", "/metrics", nil).expect(t, 200, "")
+		if !strings.Contains(string(m.raw), `runbox_executions_total{error_code="",language="python",status="COMPLETED"}`) {
+			t.Errorf("worker %d metrics lack its executions", i)
+		}
+		ops.do("GET", "/code-sessions/"+sid, nil).expect(t, 404, "not_found")
 		started := w.started()
 		if len(started) == 0 {
 			t.Errorf("worker %d ran nothing", i)

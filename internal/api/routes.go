@@ -19,9 +19,20 @@ func (s *server) routes() http.Handler {
 	handle("GET /executions/{id}", s.getExecution(), false)
 	handle("GET /languages", s.languages(), false)
 	handle("GET /openapi.yaml", s.openAPI(), false)
+	s.handleOps(handle)
+
+	return s.outermost(s.unmatched(mux))
+}
+
+// opsRoutes is the operational subset, for processes without the API.
+func (s *server) opsRoutes() http.Handler {
+	mux := http.NewServeMux()
+	s.handleOps(func(pattern string, h http.Handler, _ bool) { mux.Handle(pattern, s.instrument(pattern, h)) })
+	return s.outermost(s.unmatched(mux))
+}
+
+func (s *server) handleOps(handle func(pattern string, h http.Handler, public bool)) {
 	handle("GET /healthz", s.healthz(), true)
 	handle("GET /readyz", s.readyz(), true)
 	handle("GET /metrics", s.metrics(), true)
-
-	return s.outermost(s.unmatched(mux))
 }

@@ -65,7 +65,13 @@ type apiKey struct {
 }
 
 // NewHandler returns the whole API as one http.Handler.
-func NewHandler(d Deps) http.Handler {
+func NewHandler(d Deps) http.Handler { return newServer(d).routes() }
+
+// NewOpsHandler serves only /healthz, /readyz and /metrics: what a worker
+// process without the API exposes to its orchestrator and to Prometheus.
+func NewOpsHandler(d Deps) http.Handler { return newServer(d).opsRoutes() }
+
+func newServer(d Deps) *server {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
@@ -75,7 +81,12 @@ func NewHandler(d Deps) http.Handler {
 		runLimit: newLimiter(d.Config.RunRate, d.Config.RunBurst),
 		saveLim:  newLimiter(d.Config.AutosaveRate, d.Config.AutosaveBurst),
 	}
-	return s.routes()
+	s.Metrics.ObserveQueueDepth(func() (int64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return s.queueDepth(ctx)
+	})
+	return s
 }
 
 // parseKeys reads "tenant:key" or bare "key" entries. A bare key's tenant is
@@ -165,7 +176,6 @@ func (s *server) queueDepth(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	s.depth.value, s.depth.at = n, time.Now()
-	s.Metrics.QueueDepth.Set(float64(n))
 	return n, nil
 }
 

@@ -139,18 +139,28 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		logger.Info("workers started", "concurrency", cfg.WorkerConcurrency, "driver", st.Driver())
 	}
 
+	deps := api.Deps{
+		Config: cfg, Store: st, Queue: q, Languages: langs, Hub: hub, Metrics: metrics,
+		Logger: logger, Checks: checks, OpenAPI: openapi.Spec, Draining: ctx.Done(),
+	}
+	var handler http.Handler
+	addr := cfg.HTTPAddr
+	switch {
+	case roles&RoleAPI != 0:
+		handler = api.NewHandler(deps)
+		go func() { _ = st.ListenFinished(ctx, hub.Notify) }()
+	case cfg.MetricsAddr != "":
+		handler, addr = api.NewOpsHandler(deps), cfg.MetricsAddr
+	}
 	var srv *http.Server
 	serveErr := make(chan error, 1)
-	if roles&RoleAPI != 0 {
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if handler != nil {
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
 		}
 		srv = &http.Server{
-			Handler: api.NewHandler(api.Deps{
-				Config: cfg, Store: st, Queue: q, Languages: langs, Hub: hub, Metrics: metrics,
-				Logger: logger, Checks: checks, OpenAPI: openapi.Spec, Draining: ctx.Done(),
-			}),
+			Handler:           handler,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      cfg.RequestTimeout,
@@ -160,8 +170,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		}
 		go func() { serveErr <- srv.Serve(ln) }()
-		go func() { _ = st.ListenFinished(ctx, hub.Notify) }()
-		logger.Info("api listening", "addr", ln.Addr().String(), "driver", st.Driver())
+		logger.Info("api listening", "addr", ln.Addr().String(), "driver", st.Driver(), "operational_only", roles&RoleAPI == 0)
 	}
 
 	select {

@@ -27,6 +27,7 @@ type Config struct {
 	DatabaseURL          string
 	DataDir              string
 	HTTPAddr             string
+	MetricsAddr          string
 	WorkerConcurrency    int
 	APIKeys              []string
 	AllowUnauthenticated bool
@@ -76,6 +77,7 @@ var Vars = []Var{
 	{"RUNBOX_DATABASE_URL", "(empty: SQLite in RUNBOX_DATA_DIR)", "sqlite://PATH or postgres://… ; empty means the embedded SQLite file DATA_DIR/runbox.db", all},
 	{"RUNBOX_DATA_DIR", "./data", "directory for the SQLite file and the jails' scratch mounts; created on first start", all},
 	{"RUNBOX_HTTP_ADDR", "127.0.0.1:8080", "listen address of the API", apiSrv},
+	{"RUNBOX_METRICS_ADDR", "(none)", "listen address of /healthz, /readyz and /metrics in a `runbox worker` process (serve and api expose them on RUNBOX_HTTP_ADDR)", []string{"worker"}},
 	{"RUNBOX_WORKER_CONCURRENCY", "number of CPUs", "executions run at once by one worker process", worker},
 	{"RUNBOX_API_KEYS", "(none)", "comma-separated API keys, each optionally prefixed `tenant:` (a bare key is its own tenant); enables Bearer authentication", apiSrv},
 	{"RUNBOX_API_KEYS_FILE", "(none)", "file with one tenant:key per line, read instead of RUNBOX_API_KEYS (for secrets)", apiSrv},
@@ -131,6 +133,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		DatabaseURL:          getenv("RUNBOX_DATABASE_URL"),
 		DataDir:              p.str("RUNBOX_DATA_DIR", "./data"),
 		HTTPAddr:             p.str("RUNBOX_HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr:          getenv("RUNBOX_METRICS_ADDR"),
 		WorkerConcurrency:    p.int("RUNBOX_WORKER_CONCURRENCY", runtime.NumCPU(), 1, 1024),
 		AllowUnauthenticated: p.bool("RUNBOX_ALLOW_UNAUTHENTICATED"),
 		LanguagesFile:        getenv("RUNBOX_LANGUAGES_FILE"),

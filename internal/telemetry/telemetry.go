@@ -32,7 +32,6 @@ type Metrics struct {
 	Executions      *prometheus.CounterVec
 	QueueWait       *prometheus.HistogramVec
 	RunDuration     *prometheus.HistogramVec
-	QueueDepth      prometheus.Gauge
 	Running         prometheus.Gauge
 	Retries         prometheus.Counter
 	Rescues         prometheus.Counter
@@ -60,9 +59,6 @@ func NewMetrics() *Metrics {
 		RunDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "runbox_execution_run_seconds", Help: "Time from RUNNING to terminal (compile and run in the sandbox).", Buckets: buckets,
 		}, []string{"language"}),
-		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "runbox_queue_depth", Help: "Executions QUEUED (sampled).",
-		}),
 		Running: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "runbox_executions_running", Help: "Executions running in this process's workers.",
 		}),
@@ -82,7 +78,21 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.Executions, m.QueueWait, m.RunDuration,
-		m.QueueDepth, m.Running, m.Retries, m.Rescues, m.SandboxFailures, m.Rejections,
+		m.Running, m.Retries, m.Rescues, m.SandboxFailures, m.Rejections,
 	)
 	return m
+}
+
+// ObserveQueueDepth registers the queue-depth gauge, read from depth at
+// scrape time so that it is current even when no run is being submitted.
+func (m *Metrics) ObserveQueueDepth(depth func() (int64, error)) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "runbox_queue_depth", Help: "Executions QUEUED, across all processes (sampled at most every 250 ms).",
+	}, func() float64 {
+		n, err := depth()
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
 }
