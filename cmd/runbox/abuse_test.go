@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -102,3 +103,33 @@ func TestTenantsAndKeys(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestRacingIdempotentRuns: a double-click sends the same run twice at once;
+// the unique constraint, not a read-then-write, makes them one execution.
+func TestRacingIdempotentRuns(t *testing.T) {
+	s := apiOnly(t, map[string]string{"RUNBOX_MAX_INFLIGHT_PER_SESSION": "50", "RUNBOX_RUN_RATE": "100", "RUNBOX_RUN_BURST": "100"})
+	sid := s.createSession("python", "")
+	const n = 12
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := s.do("POST", "/code-sessions/"+sid+"/run", map[string]any{"stdin": "same"}, "Idempotency-Key", "double-click")
+			if r.status == 202 {
+				ids[i] = r.body["execution_id"].(string)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id == "" || id != ids[0] {
+			t.Fatalf("racing duplicates got %v", ids)
+		}
+	}
+	page := s.do("GET", "/code-sessions/"+sid+"/executions", nil).expect(t, 200, "")
+	if items := page.body["items"].([]any); len(items) != 1 {
+		t.Fatalf("%d executions for one idempotency key", len(items))
+	}
+}
