@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/runbox/runbox/internal/config"
+	"github.com/runbox/runbox/internal/language"
+	"github.com/runbox/runbox/internal/sandbox"
+)
+
+const (
+	pythonHello = `print("hello")` + "\n"
+	cHello      = "#include <stdio.h>\n\nint main(void) {\n    printf(\"hello\\n\");\n    return 0;\n}\n"
+	pythonBin   = "/usr/bin/python3"
+	gccBin      = "/usr/bin/gcc"
+)
+
+// Baseline holds the bare figures every other one is compared with.
+type Baseline struct {
+	Python, CPrebuilt, CCompile Summary
+	PythonRate, CPrebuiltRate   float64
+	CCompileRate                float64
+}
+
+// sequential runs fn once to warm up, then n times, and summarizes.
+func sequential(ctx context.Context, n int, fn func() error) (Summary, error) {
+	if err := fn(); err != nil {
+		return Summary{}, err
+	}
+	ds := make([]time.Duration, 0, n)
+	for i := 0; i < n; i++ {
+		if err := ctx.Err(); err != nil {
+			return Summary{}, err
+		}
+		t0 := time.Now()
+		if err := fn(); err != nil {
+			return Summary{}, err
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	return Summarize(ds), nil
+}
+
+// parallel runs fn from workers goroutines for d and returns completed
+// calls per second (calls that finish after d are not counted).
+func parallel(ctx context.Context, workers int, d time.Duration, fn func(worker int) error) (float64, error) {
+	var (
+		done    atomic.Int64
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				if err := fn(w); err != nil {
+					errOnce.Do(func() { first = err })
+					return
+				}
+				if time.Now().Before(deadline) {
+					done.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return 0, first
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return float64(done.Load()) / d.Seconds(), nil
+}
+
+func runCmd(ctx context.Context, dir string, want string, argv ...string) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", argv[0], err, out)
+	}
+	if want != "" && string(out) != want {
+		return fmt.Errorf("%s printed %q", argv[0], out)
+	}
+	return nil
+}
+
+// measureBare is phase 1: plain fork/exec on this host, no isolation.
+func measureBare(ctx context.Context, o *Options, logf func(string, ...any)) (Baseline, []Row, error) {
+	var b Baseline
+	tmp, err := os.MkdirTemp("", "runbox-bench-bare-")
+	if err != nil {
+		return b, nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := os.WriteFile(filepath.Join(tmp, "main.c"), []byte(cHello), 0o644); err != nil {
+		return b, nil, err
+	}
+	// Same compiler flags as the language registry's C entry.
+	compile := func(dir string) error {
+		return runCmd(ctx, dir, "", gccBin, "-O2", "-std=gnu17", "-o", "main", "main.c", "-lm")
+	}
+	if err := compile(tmp); err != nil {
+		return b, nil, err
+	}
+	prebuilt := filepath.Join(tmp, "main")
+	py := func() error { return runCmd(ctx, tmp, "hello\n", pythonBin, "-c", `print("hello")`) }
+	cpre := func() error { return runCmd(ctx, tmp, "hello\n", prebuilt) }
+	ccomp := func(dir string) error {
+		if err := compile(dir); err != nil {
+			return err
+		}
+		return runCmd(ctx, dir, "hello\n", filepath.Join(dir, "main"))
+	}
+	var rows []Row
+
+	logf("bare: python sequential (n=%d)", o.N)
+	if b.Python, err = sequential(ctx, o.N, py); err != nil {
+		return b, nil, err
+	}
+	logf("bare: C prebuilt sequential")
+	if b.CPrebuilt, err = sequential(ctx, o.N, cpre); err != nil {
+		return b, nil, err
+	}
+	logf("bare: C compile+exec sequential")
+	if b.CCompile, err = sequential(ctx, o.N, func() error { return ccomp(tmp) }); err != nil {
+		return b, nil, err
+	}
+	cpus := runtime.NumCPU()
+	logf("bare: python parallel (%d goroutines, %s)", cpus, o.Duration)
+	if b.PythonRate, err = parallel(ctx, cpus, o.Duration, func(int) error { return py() }); err != nil {
+		return b, nil, err
+	}
+	logf("bare: C prebuilt parallel")
+	if b.CPrebuiltRate, err = parallel(ctx, cpus, o.Duration, func(int) error { return cpre() }); err != nil {
+		return b, nil, err
+	}
+	logf("bare: C compile+exec parallel")
+	dirs := make([]string, cpus)
+	for i := range dirs {
+		dirs[i] = filepath.Join(tmp, fmt.Sprint("w", i))
+		if err := os.Mkdir(dirs[i], 0o755); err != nil {
+			return b, nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dirs[i], "main.c"), []byte(cHello), 0o644); err != nil {
+			return b, nil, err
+		}
+	}
+	if b.CCompileRate, err = parallel(ctx, cpus, o.Duration, func(w int) error { return ccomp(dirs[w]) }); err != nil {
+		return b, nil, err
+	}
+	s1, s2, s3 := b.Python, b.CPrebuilt, b.CCompile
+	rows = append(rows,
+		Row{Section: "bare", Name: "python3 -c hello, sequential", Latency: &s1, VsBare: "baseline"},
+		Row{Section: "bare", Name: "C prebuilt hello, sequential", Latency: &s2, VsBare: "baseline"},
+		Row{Section: "bare", Name: "C gcc compile + exec, sequential", Latency: &s3, VsBare: "baseline"},
+		Row{Section: "bare", Name: fmt.Sprintf("python3 hello, parallel x%d", cpus), Rate: b.PythonRate, VsBare: "baseline"},
+		Row{Section: "bare", Name: fmt.Sprintf("C prebuilt, parallel x%d", cpus), Rate: b.CPrebuiltRate, VsBare: "baseline"},
+		Row{Section: "bare", Name: fmt.Sprintf("C compile + exec, parallel x%d", cpus), Rate: b.CCompileRate, VsBare: "baseline"},
+	)
+	return b, rows, nil
+}
+
+// measureSandbox is phase 2: sandbox.New + Execute, no API, no queue.
+func measureSandbox(ctx context.Context, o *Options, b Baseline, logf func(string, ...any)) ([]Row, error) {
+	tmp, err := os.MkdirTemp("", "runbox-bench-sandbox-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(tmp, "jails")})
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(func(string) string { return "" }) // the defaults
+	if err != nil {
+		return nil, err
+	}
+	langs, err := language.Load("")
+	if err != nil {
+		return nil, err
+	}
+	langs.Probe(ctx)
+	limits := language.StepLimits{Run: cfg.Run, Compile: cfg.Compile,
+		OutputBytes: cfg.OutputBytes, OutputKill: cfg.OutputKillBytes, Scratch: cfg.ScratchBytes}
+	exec := func(id, src string) func() error {
+		l, ok := langs.Lookup(id)
+		if !ok {
+			return func() error { return fmt.Errorf("language %s not available", id) }
+		}
+		return func() error {
+			rep, err := sb.Execute(ctx, l.Request(src, "", limits))
+			if err != nil {
+				return err
+			}
+			if rep.Run == nil || rep.Run.Outcome != sandbox.OutcomeOK || string(rep.Run.Stdout) != "hello\n" {
+				return fmt.Errorf("sandbox %s: unexpected report %+v", id, rep)
+			}
+			return nil
+		}
+	}
+	logf("sandbox: python sequential (cgroup v%d)", sb.CgroupVersion())
+	py, err := sequential(ctx, o.N, exec("python", pythonHello))
+	if err != nil {
+		return nil, err
+	}
+	logf("sandbox: C compile + run sequential")
+	c, err := sequential(ctx, o.N, exec("c", cHello))
+	if err != nil {
+		return nil, err
+	}
+	cpus := runtime.NumCPU()
+	logf("sandbox: python parallel x%d", cpus)
+	pyExec := exec("python", pythonHello)
+	rate, err := parallel(ctx, cpus, o.Duration, func(int) error { return pyExec() })
+	if err != nil {
+		return nil, err
+	}
+	return []Row{
+		over(Row{Section: "sandbox", Name: "python hello, sequential", Latency: &py, Target: "≤ +4 ms p50"}, b.Python, "bare python"),
+		over(Row{Section: "sandbox", Name: "C compile + run, sequential", Latency: &c}, b.CCompile, "bare C compile+exec"),
+		ratio(Row{Section: "sandbox", Name: fmt.Sprintf("python hello, parallel x%d", cpus), Rate: rate}, b.PythonRate, "bare parallel python"),
+	}, nil
+}
