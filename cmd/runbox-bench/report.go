@@ -8,8 +8,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -117,19 +117,31 @@ func ms(v float64) string {
 	return fmt.Sprintf("%.2f", v)
 }
 
-// printDriver writes one driver's table.
+// printDriver writes one driver's table: the measurement left-aligned,
+// the numbers right-aligned.
 func printDriver(w io.Writer, d DriverResult) {
 	fmt.Fprintf(w, "\n== driver: %s  (%.0f s) ==\n", d.Driver, d.ElapsedSeconds)
 	if d.Error != "" {
 		fmt.Fprintf(w, "ERROR: %s\n", d.Error)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "measurement\tn\tp50 ms\tp90 ms\tp99 ms\trate /s\tvs bare\ttarget\t")
+	nameW := len("measurement")
+	for _, r := range d.Rows {
+		nameW = max(nameW, utf8.RuneCountInString(r.Name)+2)
+	}
+	pad := func(s string, n int) string { return s + strings.Repeat(" ", max(0, n-utf8.RuneCountInString(s))) }
+	line := func(name, n, p50, p90, p99, rate, vs, target string) {
+		fmt.Fprintf(w, "%s %6s %8s %8s %8s %12s  %s", pad(name, nameW), n, p50, p90, p99, rate, vs)
+		if target != "" {
+			fmt.Fprintf(w, "  [target %s]", target)
+		}
+		fmt.Fprintln(w)
+	}
+	line("measurement", "n", "p50 ms", "p90 ms", "p99 ms", "rate /s", "vs bare", "")
 	section := ""
 	for _, r := range d.Rows {
 		if r.Section != section {
 			section = r.Section
-			fmt.Fprintf(tw, "[%s]\t\t\t\t\t\t\t\t\n", section)
+			fmt.Fprintf(w, "[%s]\n", section)
 		}
 		n, p50, p90, p99 := "", "", "", ""
 		if r.Latency != nil {
@@ -143,12 +155,11 @@ func printDriver(w io.Writer, d DriverResult) {
 		if r.Unit != "" {
 			rate = fmt.Sprintf("%.2f %s", r.Value, r.Unit)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", "  "+r.Name, n, p50, p90, p99, rate, r.VsBare, r.Target)
+		line("  "+r.Name, n, p50, p90, p99, rate, r.VsBare, r.Target)
 	}
-	tw.Flush()
 	for _, r := range d.Rows {
 		if r.Note != "" {
-			fmt.Fprintf(w, "  note (%s / %s): %s\n", r.Section, r.Name, r.Note)
+			fmt.Fprintf(w, "  note (%s / %s): %s\n", r.Section, strings.TrimSpace(r.Name), r.Note)
 		}
 	}
 }

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runbox/runbox/internal/sandbox"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.Init()
+	os.Exit(m.Run())
+}
+
+// TestQuickSQLite runs the whole benchmark with -quick against an embedded
+// SQLite server. It checks that every phase reports, never how fast.
+func TestQuickSQLite(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the benchmark smoke test needs root in CI")
+		}
+		t.Skip("the sandbox needs root")
+	}
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	out := filepath.Join(t.TempDir(), "bench.json")
+	var stderr bytes.Buffer
+	o, err := parseFlags([]string{"-quick", "-drivers", "sqlite", "-clients", "2,8", "-json", out}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var stdout bytes.Buffer
+	if err := run(ctx, o, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 1 || rep.Results[0].Driver != "sqlite" || rep.Results[0].Error != "" {
+		t.Fatalf("results %+v", rep.Results)
+	}
+	sections := map[string]int{}
+	for _, r := range rep.Results[0].Rows {
+		sections[r.Section]++
+		if r.Latency != nil && r.Latency.N == 0 && r.Section != "saturation" {
+			t.Errorf("row %q has no samples", r.Name)
+		}
+	}
+	for _, s := range []string{"bare", "sandbox", "e2e", "throughput", "saturation"} {
+		if sections[s] == 0 {
+			t.Errorf("no %s rows in %v", s, sections)
+		}
+	}
+	if rep.Machine.CPUs == 0 || rep.Machine.Kernel == "" || rep.Machine.CgroupVersion == 0 {
+		t.Errorf("machine %+v", rep.Machine)
+	}
+	if !strings.Contains(stdout.String(), "== driver: sqlite") {
+		t.Errorf("no table on stdout:\n%s", stdout.String())
+	}
+}
