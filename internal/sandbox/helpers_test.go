@@ -42,7 +42,12 @@ func newTestSandbox(t *testing.T) *Sandbox {
 		}
 		t.Skip(err)
 	}
-	t.Cleanup(func() { assertClean(t, s) })
+	t.Cleanup(func() {
+		assertClean(t, s)
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return s
 }
 
@@ -135,7 +140,7 @@ func assertClean(t *testing.T, s *Sandbox) {
 			t.Errorf("leftover mount %s", f[4])
 		}
 	}
-	if ents, _ := os.ReadDir(s.dir); len(ents) > 0 {
-		t.Errorf("leftover run dirs under %s: %d", s.dir, len(ents))
+	if ents, _ := os.ReadDir(s.instDir); len(ents) > 0 {
+		t.Errorf("leftover run dirs under %s: %d", s.instDir, len(ents))
 	}
 }

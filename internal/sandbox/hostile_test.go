@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSelfCheck(t *testing.T) {
@@ -422,5 +424,37 @@ func TestReadOnlyPaths(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(extra, "tool")); string(b) != "data" {
 		t.Errorf("read-only path written: %q", b)
+	}
+}
+
+// TestReadOnlyPathsRecursive: a mount below a read-only path is read-only
+// too.
+func TestReadOnlyPathsRecursive(t *testing.T) {
+	s := newTestSandbox(t)
+	extra, err := os.MkdirTemp("/var/tmp", "runbox-ro-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(extra, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(extra, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m,mode=1777"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Unmount(sub, unix.MNT_DETACH)
+		os.RemoveAll(extra)
+	})
+	req := sh("(echo x > "+sub+"/f) 2>&1 | grep -o Read-only", defLimits())
+	req.ReadOnlyPaths = []string{extra}
+	if r := run(t, s, req); string(r.Stdout) != "Read-only\n" {
+		t.Errorf("submount writable: %s", describe(r))
+	}
+	if _, err := os.Stat(filepath.Join(sub, "f")); err == nil {
+		t.Error("file written through a read-only path")
 	}
 }

@@ -18,6 +18,7 @@ package sandbox
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"syscall"
@@ -90,7 +91,13 @@ func runInit() {
 	if err := json.NewDecoder(cfgFile).Decode(&c); err != nil {
 		fail(fmt.Errorf("read config: %w", err))
 	}
-	cfgFile.Close()
+	// The host keeps the config pipe open for as long as it runs: EOF
+	// means the worker died, and then so do we (and, as pid 1, the whole
+	// jail). Pdeathsig alone is tied to the forking thread.
+	go func() {
+		_, _ = io.Copy(io.Discard, cfgFile)
+		os.Exit(3)
+	}()
 	// We are in our cgroup now: make it the root of our cgroup namespace so
 	// /proc/self/cgroup reveals nothing of the host's layout.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {

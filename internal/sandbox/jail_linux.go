@@ -40,6 +40,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,11 +64,21 @@ type Config struct {
 type Sandbox struct {
 	// prefix starts the cgroup names of this Sandbox's steps (several
 	// processes, e.g. test binaries, may share the parent cgroup).
-	prefix string
-	dir    string
-	log    *slog.Logger
-	cg     cgroupFS
+	prefix  string
+	dir     string // Config.Dir
+	instDir string // dir/prefix: this instance's run directories
+	lock    *os.File
+	log     *slog.Logger
+	cg      cgroupFS
+
+	stop      chan struct{}
+	closeOnce sync.Once
+	bg        sync.WaitGroup
 }
+
+// sweepInterval is how often a live instance looks for dead siblings that
+// share its Dir (several workers on one host).
+const sweepInterval = 10 * time.Second
 
 // setupTimeout bounds the jail set-up before the program starts.
 const setupTimeout = 10 * time.Second
@@ -97,9 +108,50 @@ func New(cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{prefix: randomID()[:8], dir: cfg.Dir, log: log, cg: cg}
+	s := &Sandbox{prefix: randomID()[:8], dir: cfg.Dir, log: log, cg: cg, stop: make(chan struct{})}
+	s.instDir = filepath.Join(s.dir, s.prefix)
+	if s.lock, err = lockInstance(s.dir, s.prefix); err != nil {
+		return nil, fmt.Errorf("sandbox: lock instance: %w", err)
+	}
+	if err := os.Mkdir(s.instDir, 0o700); err != nil {
+		s.lock.Close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	s.sweep()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		t := time.NewTicker(sweepInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				s.sweep()
+			}
+		}
+	}()
 	log.Debug("sandbox ready", "cgroup_version", cg.version(), "dir", cfg.Dir)
 	return s, nil
+}
+
+// Close stops the background work of s and removes its instance
+// directory and lock. Runs still in Execute are not interrupted; call Close
+// after they returned. A process that exits without Close leaves its
+// leftovers to the next instance's sweep.
+func (s *Sandbox) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.bg.Wait()
+		err = s.sweepInstance(s.prefix)
+		if rerr := os.Remove(filepath.Join(s.dir, s.prefix+lockSuffix)); err == nil && rerr != nil {
+			err = rerr
+		}
+		s.lock.Close()
+	})
+	return err
 }
 
 // CgroupVersion is 1 or 2.
@@ -158,7 +210,7 @@ func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	id := s.prefix + "-" + randomID()
-	runDir := filepath.Join(s.dir, id)
+	runDir := filepath.Join(s.instDir, id)
 	if err := os.Mkdir(runDir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
@@ -323,7 +375,8 @@ func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Requ
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
 				syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-			// If the worker dies, its jails die with it.
+			// Belt and braces: the init also exits when its config pipe
+			// reaches EOF, i.e. when the worker process is gone.
 			Pdeathsig: syscall.SIGKILL,
 		},
 	}
@@ -331,7 +384,13 @@ func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Requ
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
-	if err := cmd.Start(); err != nil {
+	// Pdeathsig fires when the forking *thread* exits: fork from a locked
+	// thread, and since this goroutine unlocks it again, the runtime keeps
+	// that thread for the life of the process.
+	runtime.LockOSThread()
+	err = cmd.Start()
+	runtime.UnlockOSThread()
+	if err != nil {
 		closeChildEnds()
 		return nil, fmt.Errorf("sandbox: start init: %w", err)
 	}
@@ -377,9 +436,9 @@ func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Requ
 	}
 	cfgDone := make(chan error, 1)
 	go func() {
-		err := json.NewEncoder(cfgW).Encode(&c)
-		cfgW.Close()
-		cfgDone <- err
+		// cfgW stays open until the step is over: its EOF tells the init
+		// that the worker is gone.
+		cfgDone <- json.NewEncoder(cfgW).Encode(&c)
 	}()
 
 	// Status messages from the init.

@@ -76,9 +76,27 @@ func bindRO(root, src, dst string) error {
 	if err := unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return mountErr(src, target, err)
 	}
-	// A bind mount ignores MS_RDONLY on creation: remount it.
-	if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|roFlags, ""); err != nil {
-		return mountErr("remount ro", target, err)
+	return makeReadOnly(target)
+}
+
+// makeReadOnly makes the mount at target and every mount below it
+// read-only, nosuid and nodev (a bind mount ignores MS_RDONLY on creation,
+// and a remount only changes the top mount of an MS_REC bind).
+func makeReadOnly(target string) error {
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	err := unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW, &attr)
+	if err == nil {
+		return nil
+	}
+	if err != unix.ENOSYS {
+		return mountErr("mount_setattr ro", target, err)
+	}
+	// Kernels before 5.12: remount each mount of the subtree, top first.
+	subs := mountsUnder(target)
+	for i := len(subs) - 1; i >= 0; i-- {
+		if err := unix.Mount("", subs[i], "", unix.MS_BIND|unix.MS_REMOUNT|roFlags, ""); err != nil {
+			return mountErr("remount ro", subs[i], err)
+		}
 	}
 	return nil
 }

@@ -2,9 +2,7 @@ package sandbox
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"testing"
 	"time"
 
@@ -133,37 +131,4 @@ func TestValidateRequest(t *testing.T) {
 			t.Errorf("bad request %d accepted", i)
 		}
 	}
-}
-
-// TestCost prints the jail's overhead: median of 20 python3 hello worlds,
-// bare fork/exec against Execute. Run with -v to see it.
-func TestCost(t *testing.T) {
-	if testing.Short() {
-		t.Skip("short")
-	}
-	s := newTestSandbox(t)
-	argv := []string{"/usr/bin/python3", "-c", `print("hello")`}
-	const n = 20
-	median := func(f func()) time.Duration {
-		var d []time.Duration
-		for i := 0; i < n; i++ {
-			t0 := time.Now()
-			f()
-			d = append(d, time.Since(t0))
-		}
-		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-		return d[n/2]
-	}
-	bare := median(func() {
-		if out, err := exec.Command(argv[0], argv[1:]...).Output(); err != nil || string(out) != "hello\n" {
-			t.Fatalf("bare: %q %v", out, err)
-		}
-	})
-	jail := median(func() {
-		r := run(t, s, Request{Run: Step{Argv: argv, Limits: defLimits()}, Env: testEnv})
-		if r.Outcome != OutcomeOK || string(r.Stdout) != "hello\n" {
-			t.Fatalf("jail: %s", describe(r))
-		}
-	})
-	t.Logf("python3 hello, median of %d: bare fork/exec %v, Execute %v, overhead %v", n, bare, jail, jail-bare)
 }
