@@ -185,6 +185,9 @@ func measureSandbox(ctx context.Context, o *Options, b Baseline, logf func(strin
 	if err != nil {
 		return nil, err
 	}
+	if c, ok := any(sb).(interface{ Close() error }); ok { // when the sandbox has background work
+		defer c.Close()
+	}
 	cfg, err := config.Load(func(string) string { return "" }) // the defaults
 	if err != nil {
 		return nil, err

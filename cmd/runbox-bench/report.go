@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"time"
@@ -48,7 +50,8 @@ type Machine struct {
 	Kernel        string `json:"kernel"`
 	CgroupVersion int    `json:"cgroup_version"`
 	GoVersion     string `json:"go_version"`
-	Hostname      string `json:"-"`
+	LoadAvg       string `json:"loadavg_at_start"`
+	Source        string `json:"source"` // git revision of the working tree, "+dirty" when modified
 }
 
 // Report is what -json writes.
@@ -86,6 +89,18 @@ func describeMachine() Machine {
 			}
 		}
 	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
+	if out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+		m.Source = strings.TrimSpace(string(out))
+		// Only the Go sources matter to what was measured.
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", "*.go", "*.yaml", "go.mod").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+			m.Source += "+dirty"
+		}
+	}
 	var st unix.Statfs_t
 	if unix.Statfs("/sys/fs/cgroup", &st) == nil {
 		if st.Type == unix.CGROUP2_SUPER_MAGIC {
@@ -104,6 +119,8 @@ func (m Machine) lines() []string {
 		fmt.Sprintf("kernel:  %s", m.Kernel),
 		fmt.Sprintf("cgroup:  v%d", m.CgroupVersion),
 		fmt.Sprintf("go:      %s", m.GoVersion),
+		fmt.Sprintf("load:    %s (1/5/15 min, at start)", m.LoadAvg),
+		fmt.Sprintf("source:  %s", m.Source),
 	}
 }
 
