@@ -1,26 +1,40 @@
 package sandbox
 
-// The jail init: this same binary, re-executed by Execute through
-// /proc/self/exe with argv[0] == initArgv0, as pid 1 of fresh pid, mount,
-// network, IPC and UTS namespaces, already inside the step's cgroup.
+// The jail init: this same binary, re-executed through /proc/self/exe with
+// argv[0] == initArgv0, as pid 1 of fresh pid, mount, network, IPC and UTS
+// namespaces. It serves one step at a time for the host over a
+// SOCK_SEQPACKET socket on fd 3 (one JSON message per packet, fds passed
+// with SCM_RIGHTS):
 //
-// It reads its jailConfig from fd 3 (on cgroup v1 the host writes it only
-// after putting us in the cgroup, so the read is also the "go" signal),
-// builds the root, drops everything it can, forks the program and reports
-// on fd 4: a "started" line, then the program's wait status. When the
-// program exits, init exits, and the kernel kills whatever the program left
-// behind in the pid namespace (daemons, double forks).
+//	setup  build the root (read-only binds, /etc, /dev, /proc), pivot into
+//	       it; sent once, after the host put us in our first cgroup
+//	box    mount a fresh /box tmpfs and write the run's files into it
+//	step   fresh /tmp and /dev/shm, then start the program (see launch)
+//	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool)
 //
-// init stays root (it needs no privilege after the fork, but dropping it
-// would let the program signal or ptrace it); the program runs as jailUID
-// with no capabilities, no_new_privs and the seccomp filter.
+// EOF on fd 3 means the host (the worker process) is gone: the init exits,
+// and the kernel kills everything left in its pid namespace.
+//
+// The init stays root with its capabilities (it remounts between steps); the
+// program never gets any: each step is launched from a dedicated, locked OS
+// thread that first unshares a fresh IPC, network and cgroup namespace for
+// itself, brings lo up, drops the capability bounding/ambient/inheritable
+// sets, sets no_new_privs and loads the seccomp filter - all per-thread
+// attributes that the forked program inherits and that no other thread of
+// the init has - then forks the program as jailUID. That thread reaps the
+// program, then kills every other process of the pid namespace (kill -1 as
+// pid 1) and reaps until ECHILD before it reports the exit: when the host
+// reads "exited", nothing of the step is alive. The thread then ends locked,
+// so the Go runtime destroys it with its namespaces and filter.
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -34,18 +48,31 @@ const (
 	// process can be reached through ownership. No supplementary groups.
 	jailUID = 1500000
 	jailGID = 1500000
+	// maxMsg bounds one control message.
+	maxMsg = 1 << 20
 )
 
-// jailConfig is what the host tells the init.
-type jailConfig struct {
+// initReq is one message from the host.
+type initReq struct {
+	Op string // setup, box, step, clear
+	// setup
 	Root     string   // empty host directory to build the root on
-	Box      string   // host path of the run's scratch tmpfs
 	ReadOnly []string // extra read-only paths
+	UID, GID int
+	// box: the files' contents follow each other in the passed memfd
+	BoxBytes int64
+	Files    []fileMeta
+	// step: fds 0, 1, 2 of the program are passed
 	Argv     []string
 	Env      []string
-	UID, GID int
 	TmpBytes int64
 	Rlimits  []rlimit
+}
+
+type fileMeta struct {
+	Name string
+	Mode uint32
+	Size int64
 }
 
 type rlimit struct {
@@ -53,12 +80,13 @@ type rlimit struct {
 	Value    uint64
 }
 
-// initMsg is one line on the status pipe.
+// initMsg is one message to the host.
 type initMsg struct {
+	Ok      bool   `json:",omitempty"` // setup, box or clear done
 	Started bool   `json:",omitempty"`
 	Exited  bool   `json:",omitempty"`
 	Status  uint32 `json:",omitempty"` // syscall.WaitStatus
-	Error   string `json:",omitempty"` // set-up failed: an internal error
+	Error   string `json:",omitempty"` // an internal error; the jail is unusable
 }
 
 // Init must be the first call in main (and in TestMain of any package
@@ -72,68 +100,253 @@ func Init() {
 	os.Exit(0)
 }
 
+type initState struct {
+	mu   sync.Mutex // serialises sends
+	uid  int
+	gid  int
+	prog []unix.SockFilter
+}
+
+func (st *initState) send(m initMsg) {
+	b, _ := json.Marshal(m)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, err := unix.Write(3, b); err != nil {
+		os.Exit(4)
+	}
+}
+
 func runInit() {
-	// One OS thread does everything: no_new_privs is per thread, and the
-	// program must be forked from the thread that carries it.
+	// Nothing inherited beyond 0-3 may reach a program; 3 is ours. 0-2
+	// are /dev/null: programs get their own stdio per step.
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		os.Exit(5)
+	}
+	st := &initState{}
+	buf := make([]byte, maxMsg)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(3, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			os.Exit(0) // the host is gone: so is the jail
+		}
+		var fds []int
+		if oobn > 0 {
+			if cm, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+				for _, c := range cm {
+					if r, err := unix.ParseUnixRights(&c); err == nil {
+						fds = append(fds, r...)
+					}
+				}
+			}
+		}
+		var req initReq
+		if err := json.Unmarshal(buf[:n], &req); err != nil {
+			st.send(initMsg{Error: "bad request: " + err.Error()})
+			os.Exit(1)
+		}
+		if err := st.handle(&req, fds); err != nil {
+			st.send(initMsg{Error: err.Error()})
+			os.Exit(1)
+		}
+	}
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		_ = unix.Close(fd)
+	}
+}
+
+func (st *initState) handle(req *initReq, fds []int) error {
+	switch req.Op {
+	case "setup":
+		closeFds(fds)
+		st.uid, st.gid = req.UID, req.GID
+		if err := unix.Sethostname([]byte(jailHostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+		if err := buildRoot(req); err != nil {
+			return err
+		}
+		prog, err := seccompProgram()
+		if err != nil {
+			return err
+		}
+		st.prog = prog
+		st.send(initMsg{Ok: true})
+	case "box":
+		defer closeFds(fds)
+		if err := st.mountBox(req, fds); err != nil {
+			return err
+		}
+		st.send(initMsg{Ok: true})
+	case "clear":
+		closeFds(fds)
+		for _, m := range []string{"/box", "/tmp", "/dev/shm"} {
+			if err := unmountAll(m); err != nil {
+				return err
+			}
+		}
+		st.send(initMsg{Ok: true})
+	case "step":
+		if len(fds) != 3 || len(req.Argv) == 0 {
+			closeFds(fds)
+			return errors.New("step: bad request")
+		}
+		opts := fmt.Sprintf("size=%d,nr_inodes=4096,mode=1777", req.TmpBytes)
+		for _, m := range []string{"/tmp", "/dev/shm"} {
+			if err := unmountAll(m); err != nil {
+				closeFds(fds)
+				return err
+			}
+			if err := unix.Mount("tmpfs", m, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+				closeFds(fds)
+				return mountErr("tmpfs", m, err)
+			}
+		}
+		go st.launch(req, fds)
+	default:
+		closeFds(fds)
+		return fmt.Errorf("unknown op %q", req.Op)
+	}
+	return nil
+}
+
+// unmountAll detaches every mount stacked on m (a no-op if none).
+func unmountAll(m string) error {
+	for {
+		err := unix.Unmount(m, unix.MNT_DETACH)
+		if err == unix.EINVAL { // not a mount point (any more)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", m, err)
+		}
+	}
+}
+
+// mountBox mounts a fresh /box and writes the files (nothing untrusted runs
+// while we do; every open is O_EXCL|O_NOFOLLOW relative to the new mount).
+func (st *initState) mountBox(req *initReq, fds []int) error {
+	if err := unmountAll("/box"); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("size=%d,nr_inodes=16384,mode=0755,uid=%d,gid=%d", req.BoxBytes, st.uid, st.gid)
+	if err := unix.Mount("tmpfs", "/box", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return mountErr("tmpfs", "/box", err)
+	}
+	if len(req.Files) == 0 {
+		return nil
+	}
+	if len(fds) != 1 {
+		return errors.New("box: no content fd")
+	}
+	dfd, err := unix.Open("/box", unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dfd)
+	content := os.NewFile(uintptr(fds[0]), "content")
+	var off int64
+	for _, f := range req.Files {
+		mode := f.Mode & 0o777
+		if mode == 0 {
+			mode = 0o644
+		}
+		fd, err := unix.Openat(dfd, f.Name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		if err != nil {
+			return fmt.Errorf("create %q: %w", f.Name, err)
+		}
+		w := os.NewFile(uintptr(fd), f.Name)
+		_, err = w.ReadFrom(&sectionReader{f: content, off: off, n: f.Size})
+		off += f.Size
+		if err == nil {
+			err = unix.Fchown(fd, st.uid, st.gid)
+		}
+		if err == nil {
+			err = unix.Fchmod(fd, mode) // not subject to the umask
+		}
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write %q: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+type sectionReader struct {
+	f   *os.File
+	off int64
+	n   int64
+}
+
+func (r *sectionReader) Read(p []byte) (int, error) {
+	if r.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.n {
+		p = p[:r.n]
+	}
+	n, err := r.f.ReadAt(p, r.off)
+	r.off += int64(n)
+	r.n -= int64(n)
+	if err != nil && r.n > 0 {
+		return n, err
+	}
+	return n, nil
+}
+
+// launch runs one step's program from a thread of its own (see the top of
+// this file) and reports "started", then "exited" once every process of
+// the step is dead. It never unlocks its thread.
+func (st *initState) launch(req *initReq, fds []int) {
 	runtime.LockOSThread()
-	status := os.NewFile(4, "status")
-	enc := json.NewEncoder(status)
 	fail := func(err error) {
-		_ = enc.Encode(initMsg{Error: err.Error()})
+		closeFds(fds)
+		st.send(initMsg{Error: err.Error()})
 		os.Exit(1)
 	}
-	// Nothing inherited beyond 0-4 may reach the program; 3 and 4 are ours.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		fail(fmt.Errorf("close_range: %w", err))
-	}
-	var c jailConfig
-	cfgFile := os.NewFile(3, "config")
-	if err := json.NewDecoder(cfgFile).Decode(&c); err != nil {
-		fail(fmt.Errorf("read config: %w", err))
-	}
-	// The host keeps the config pipe open for as long as it runs: EOF
-	// means the worker died, and then so do we (and, as pid 1, the whole
-	// jail). Pdeathsig alone is tied to the forking thread.
-	go func() {
-		_, _ = io.Copy(io.Discard, cfgFile)
-		os.Exit(3)
-	}()
-	// We are in our cgroup now: make it the root of our cgroup namespace so
-	// /proc/self/cgroup reveals nothing of the host's layout.
-	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-		fail(fmt.Errorf("unshare cgroup: %w", err))
-	}
-	if err := unix.Sethostname([]byte(jailHostname)); err != nil {
-		fail(fmt.Errorf("sethostname: %w", err))
+	// Fresh namespaces for this thread (and so for the program); the
+	// cgroup namespace is rooted at the step's cgroup, where we are now.
+	if err := unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP); err != nil {
+		fail(fmt.Errorf("unshare: %w", err))
 	}
 	if err := loopbackUp(); err != nil {
 		fail(err)
 	}
-	if err := buildRoot(&c); err != nil {
+	if err := dropCapabilities(); err != nil {
 		fail(err)
 	}
-	prog, err := seccompProgram()
-	if err != nil {
+	if err := installSeccomp(st.prog); err != nil {
 		fail(err)
 	}
-	if err := dropPrivileges(&c); err != nil {
-		fail(err)
+	// Rlimits are per process: set them for the fork, then restore ours.
+	saved := make([]unix.Rlimit, len(req.Rlimits))
+	for i, r := range req.Rlimits {
+		_ = unix.Getrlimit(r.Resource, &saved[i])
+		lim := unix.Rlimit{Cur: r.Value, Max: r.Value}
+		if err := unix.Setrlimit(r.Resource, &lim); err != nil {
+			fail(fmt.Errorf("setrlimit %d: %w", r.Resource, err))
+		}
 	}
-	if err := installSeccomp(prog); err != nil {
-		fail(err)
-	}
-	// The program's own ends of the pipes are 0, 1, 2; ForkExec passes
-	// exactly those (everything else is CLOEXEC).
-	pid, err := syscall.ForkExec(c.Argv[0], c.Argv, &syscall.ProcAttr{
+	pid, err := syscall.ForkExec(req.Argv[0], req.Argv, &syscall.ProcAttr{
 		Dir:   "/box",
-		Env:   c.Env,
-		Files: []uintptr{0, 1, 2},
+		Env:   req.Env,
+		Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])},
 		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(c.UID), Gid: uint32(c.GID), Groups: []uint32{}},
+			Credential: &syscall.Credential{Uid: uint32(st.uid), Gid: uint32(st.gid), Groups: []uint32{}},
 			Setsid:     true,
-			Pdeathsig:  syscall.SIGKILL,
 		},
 	})
+	for i, r := range req.Rlimits {
+		_ = unix.Setrlimit(r.Resource, &saved[i])
+	}
 	if err != nil {
 		// Not an internal error: the program could not be started (ENOENT,
 		// EACCES, ENOEXEC...). Report it like a shell does: exit 127/126.
@@ -141,16 +354,16 @@ func runInit() {
 		if err == syscall.ENOENT {
 			code = 127
 		}
-		fmt.Fprintf(os.Stderr, "runbox: cannot execute %s: %v\n", c.Argv[0], err)
-		_ = enc.Encode(initMsg{Started: true})
-		_ = enc.Encode(initMsg{Exited: true, Status: uint32(code << 8)})
+		_, _ = fmt.Fprintf(os.NewFile(uintptr(fds[2]), "stderr"), "runbox: cannot execute %s: %v\n", req.Argv[0], err)
+		closeFds(fds)
+		st.send(initMsg{Started: true})
+		st.send(initMsg{Exited: true, Status: uint32(code << 8)})
 		return
 	}
-	// Our own copies of the program's pipes must not keep them open.
-	for fd := 0; fd <= 2; fd++ {
-		_ = unix.Close(fd)
-	}
-	_ = enc.Encode(initMsg{Started: true})
+	// Our copies of the program's pipes must not keep them open.
+	closeFds(fds)
+	st.send(initMsg{Started: true})
+	var status syscall.WaitStatus
 	for {
 		var ws syscall.WaitStatus
 		// As pid 1 we also reap the program's orphans.
@@ -162,23 +375,27 @@ func runInit() {
 			fail(fmt.Errorf("wait: %w", err))
 		}
 		if wpid == pid {
-			_ = enc.Encode(initMsg{Exited: true, Status: uint32(ws)})
-			return // exit: the kernel kills the rest of the namespace
+			status = ws
+			break
 		}
 	}
+	// Kill what the program left (daemons, double forks) and reap it all:
+	// after ECHILD no process but us is left in the pid namespace.
+	for {
+		_ = syscall.Kill(-1, syscall.SIGKILL)
+		_, err := syscall.Wait4(-1, nil, 0, nil)
+		if err == syscall.ECHILD {
+			break
+		}
+	}
+	st.send(initMsg{Exited: true, Status: uint32(status)})
 }
 
-// dropPrivileges sets the rlimits and empties the capability bounding,
+// dropCapabilities empties the calling thread's capability bounding,
 // ambient and inheritable sets, so that the program, once setuid to a
 // non-root id, has and can regain no capability (setuid binaries are
 // neutralised by nosuid mounts and no_new_privs as well).
-func dropPrivileges(c *jailConfig) error {
-	for _, r := range c.Rlimits {
-		lim := unix.Rlimit{Cur: r.Value, Max: r.Value}
-		if err := unix.Setrlimit(r.Resource, &lim); err != nil {
-			return fmt.Errorf("setrlimit %d: %w", r.Resource, err)
-		}
-	}
+func dropCapabilities() error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return fmt.Errorf("clear ambient caps: %w", err)
 	}

@@ -32,13 +32,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -58,6 +56,10 @@ type Config struct {
 	// Logger receives debug-level logs of sandbox steps; never program
 	// output or source. Nil discards.
 	Logger *slog.Logger
+	// PoolSize is the number of prepared jails kept ready (idle or in
+	// use); 0 means 2 per CPU. Execute never waits for the pool: when it
+	// is empty, a jail is prepared inline.
+	PoolSize int
 }
 
 // Sandbox executes Requests. It is safe for concurrent use.
@@ -74,6 +76,14 @@ type Sandbox struct {
 	stop      chan struct{}
 	closeOnce sync.Once
 	bg        sync.WaitGroup
+
+	// The pool. total counts jails idle, in use or being prepared.
+	mu     sync.Mutex
+	size   int
+	total  int
+	closed bool
+	idle   chan *jail
+	refill chan struct{}
 }
 
 // sweepInterval is how often a live instance looks for dead siblings that
@@ -117,7 +127,21 @@ func New(cfg Config) (*Sandbox, error) {
 		s.lock.Close()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	if err := os.Mkdir(filepath.Join(s.instDir, "root"), 0o700); err != nil {
+		s.lock.Close()
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	s.size = cfg.PoolSize
+	if s.size <= 0 {
+		s.size = 2 * runtime.NumCPU()
+	}
+	// Room for every jail that may exist: the pool plus one started inline
+	// by each concurrent Execute is bounded by the release check.
+	s.idle = make(chan *jail, s.size)
+	s.refill = make(chan struct{}, 1)
 	s.sweep()
+	s.bg.Add(1)
+	go s.refiller()
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
@@ -143,8 +167,12 @@ func New(cfg Config) (*Sandbox, error) {
 func (s *Sandbox) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		close(s.stop)
 		s.bg.Wait()
+		s.drain()
 		err = s.sweepInstance(s.prefix)
 		if rerr := os.Remove(filepath.Join(s.dir, s.prefix+lockSuffix)); err == nil && rerr != nil {
 			err = rerr
@@ -209,48 +237,37 @@ func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
 	if err := validateRequest(&req); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	id := s.prefix + "-" + randomID()
-	runDir := filepath.Join(s.instDir, id)
-	if err := os.Mkdir(runDir, 0o700); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+	j, err := s.take(req.ReadOnlyPaths)
+	if err != nil {
+		return nil, err
 	}
-	box := filepath.Join(runDir, "box")
-	root := filepath.Join(runDir, "root")
-	defer func() {
-		// MNT_DETACH drops the tmpfs and its content without the host ever
-		// resolving a path inside it.
-		if err := unix.Unmount(box, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
-			s.log.Error("sandbox: unmount box", "id", id, "err", err)
-		}
-		for _, d := range []string{box, root, runDir} {
-			if err := unix.Rmdir(d); err != nil && err != unix.ENOENT {
-				s.log.Error("sandbox: remove run dir", "id", id, "path", d, "err", err)
-			}
-		}
-	}()
+	reusable := false
+	defer func() { s.release(j, reusable) }()
 	scratch := req.Run.Limits.ScratchBytes
 	if req.Compile != nil && req.Compile.Limits.ScratchBytes > scratch {
 		scratch = req.Compile.Limits.ScratchBytes
 	}
-	if err := s.prepareBox(box, root, scratch, req.Files); err != nil {
+	if err := j.fillBox(scratch, req.Files); err != nil {
 		return nil, fmt.Errorf("sandbox: prepare box: %w", err)
 	}
 	rep := &Report{}
 	if req.Compile != nil {
-		r, err := s.runStep(ctx, id+"-c", root, box, &req, req.Compile)
+		r, err := s.runStep(ctx, j, "c", &req, req.Compile)
 		if err != nil {
 			return nil, err
 		}
 		rep.Compile = r
 		if r.Outcome != OutcomeOK {
+			reusable = !j.dead()
 			return rep, nil
 		}
 	}
-	r, err := s.runStep(ctx, id+"-r", root, box, &req, &req.Run)
+	r, err := s.runStep(ctx, j, "r", &req, &req.Run)
 	if err != nil {
 		return nil, err
 	}
 	rep.Run = r
+	reusable = !j.dead()
 	return rep, nil
 }
 
@@ -258,51 +275,6 @@ func randomID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// prepareBox mounts the scratch tmpfs and writes the files into it. Nothing
-// untrusted has run yet, and every open is O_NOFOLLOW|O_EXCL relative to the
-// freshly mounted directory anyway.
-func (s *Sandbox) prepareBox(box, root string, size int64, files []File) error {
-	for _, d := range []string{box, root} {
-		if err := os.Mkdir(d, 0o700); err != nil {
-			return err
-		}
-	}
-	opts := fmt.Sprintf("size=%d,nr_inodes=16384,mode=0755,uid=%d,gid=%d", size, jailUID, jailGID)
-	if err := unix.Mount("tmpfs", box, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return fmt.Errorf("mount box: %w", err)
-	}
-	dfd, err := unix.Open(box, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(dfd)
-	for _, f := range files {
-		mode := f.Mode & 0o777
-		if mode == 0 {
-			mode = 0o644
-		}
-		fd, err := unix.Openat(dfd, f.Name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
-		if err != nil {
-			return fmt.Errorf("create %q: %w", f.Name, err)
-		}
-		file := os.NewFile(uintptr(fd), f.Name)
-		_, err = file.Write(f.Content)
-		if err == nil {
-			err = unix.Fchown(fd, jailUID, jailGID)
-		}
-		if err == nil {
-			err = unix.Fchmod(fd, mode) // not subject to the umask
-		}
-		if cerr := file.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("write %q: %w", f.Name, err)
-		}
-	}
-	return nil
 }
 
 // Kill reasons, in order of precedence.
@@ -313,150 +285,67 @@ const (
 	killCancel
 )
 
-// runStep runs one step in a new jail.
-func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Request, st *Step) (*StepReport, error) {
+// runStep runs one step in jail j, in a fresh cgroup with the step's limits.
+func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Request, st *Step) (*StepReport, error) {
 	lim := st.Limits
-	log := s.log.With("step", name)
+	log := s.log.With("jail", j.id, "step", name)
 	// The init and its Go runtime threads live in the step's cgroup too;
 	// give them their own pids headroom so the program keeps its limit.
 	cgLim := lim
 	cgLim.Pids = lim.Pids + initThreads
-	cg, err := s.cg.create(name, cgLim)
+	cg, err := j.enterCgroup(s, cgLim)
 	if err != nil {
+		j.kill()
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	defer func() {
-		if err := cg.destroy(); err != nil {
-			log.Error("sandbox: destroy cgroup", "err", err)
-		}
-	}()
 
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
-	statR, statW, err := os.Pipe()
-	if err != nil {
-		cfgR.Close()
-		cfgW.Close()
-		return nil, fmt.Errorf("sandbox: %w", err)
-	}
 	inR, inW, err1 := os.Pipe()
 	outR, outW, err2 := os.Pipe()
 	errR, errW, err3 := os.Pipe()
 	if err := errors.Join(err1, err2, err3); err != nil {
-		for _, f := range []*os.File{cfgR, cfgW, statR, statW, inR, inW, outR, outW, errR, errW} {
+		for _, f := range []*os.File{inR, inW, outR, outW, errR, errW} {
 			if f != nil {
 				f.Close()
 			}
 		}
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	childEnds := []*os.File{cfgR, statW, inR, outW, errW}
-	closeChildEnds := func() {
-		for _, f := range childEnds {
-			f.Close()
-		}
-	}
 	defer func() {
-		for _, f := range []*os.File{cfgW, statR, inW, outR, errR} {
+		for _, f := range []*os.File{inW, outR, errR} {
 			f.Close()
 		}
 	}()
-
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{initArgv0},
-		Env:        []string{"GOMAXPROCS=1", "GOTRACEBACK=none"},
-		Stdin:      inR,
-		Stdout:     outW,
-		Stderr:     errW,
-		ExtraFiles: []*os.File{cfgR, statW}, // fds 3 and 4
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
-				syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
-			// Belt and braces: the init also exits when its config pipe
-			// reaches EOF, i.e. when the worker process is gone.
-			Pdeathsig: syscall.SIGKILL,
-		},
-	}
-	if fd := cg.cgroupFD(); fd >= 0 {
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = fd
-	}
-	// Pdeathsig fires when the forking *thread* exits: fork from a locked
-	// thread, and since this goroutine unlocks it again, the runtime keeps
-	// that thread for the life of the process.
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
-		closeChildEnds()
-		return nil, fmt.Errorf("sandbox: start init: %w", err)
-	}
-	closeChildEnds()
-	initPid := cmd.Process.Pid
-	var waitOnce sync.Once
-	var waitErr error
-	wait := func() error {
-		waitOnce.Do(func() { waitErr = cmd.Wait() })
-		return waitErr
-	}
 	var killReason atomic.Int32
 	kill := func(reason int32) {
 		killReason.CompareAndSwap(killNone, reason)
 		// The init is pid 1 of the jail's namespace: its death kills every
 		// process in it. The cgroup kill is belt and braces.
-		_ = unix.Kill(initPid, unix.SIGKILL)
+		j.kill()
 		cg.kill()
 	}
 	internal := func(err error) (*StepReport, error) {
 		kill(killCancel)
-		_ = wait()
+		j.wait()
 		return nil, fmt.Errorf("sandbox: %s: %w", name, err)
 	}
-
-	// v1: the init blocks reading its config until it is in the cgroup.
-	if err := cg.place(initPid); err != nil {
-		return internal(err)
-	}
-	c := jailConfig{
-		Root: root, Box: box, ReadOnly: req.ReadOnlyPaths,
-		Argv: st.Argv, Env: req.Env, UID: jailUID, GID: jailGID,
-		TmpBytes: lim.ScratchBytes,
+	sendErr := j.send(&initReq{
+		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes,
 		Rlimits: []rlimit{
 			{unix.RLIMIT_CORE, 0},
 			{unix.RLIMIT_FSIZE, uint64(lim.FileBytes)},
 			{unix.RLIMIT_NOFILE, uint64(lim.OpenFiles)},
 			{unix.RLIMIT_STACK, 64 << 20},
 		},
+	}, int(inR.Fd()), int(outW.Fd()), int(errW.Fd()))
+	inR.Close()
+	outW.Close()
+	errW.Close()
+	if sendErr != nil {
+		return internal(sendErr)
 	}
-	if req.Env == nil {
-		c.Env = []string{}
-	}
-	cfgDone := make(chan error, 1)
-	go func() {
-		// cfgW stays open until the step is over: its EOF tells the init
-		// that the worker is gone.
-		cfgDone <- json.NewEncoder(cfgW).Encode(&c)
-	}()
 
-	// Status messages from the init.
-	msgs := make(chan initMsg, 4)
-	go func() {
-		dec := json.NewDecoder(statR)
-		for {
-			var m initMsg
-			if dec.Decode(&m) != nil {
-				close(msgs)
-				return
-			}
-			msgs <- m
-		}
-	}()
-
-	// Output readers run from the start: set-up never writes there, but a
-	// program may write before we see "started".
+	// Output readers run from the start: a program may write before we
+	// see "started".
 	outC := &capture{keep: lim.OutputBytes, kill: lim.OutputKill, onKill: func() { kill(killOutput) }}
 	errC := &capture{keep: lim.OutputBytes, kill: lim.OutputKill, onKill: func() { kill(killOutput) }}
 	var readers sync.WaitGroup
@@ -469,7 +358,7 @@ func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Requ
 	var started bool
 	for !started {
 		select {
-		case m, ok := <-msgs:
+		case m, ok := <-j.msgs:
 			if !ok {
 				return internal(errors.New("jail init died during set-up"))
 			}
@@ -485,7 +374,6 @@ func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Requ
 	}
 	start := time.Now()
 	cpu0, _ := cg.cpuUsage() // the init's own set-up is not the program's
-	log.Debug("sandbox step started", "setup_cpu", cpu0)
 
 	// Stdin: written in the background; EPIPE (program did not read it all)
 	// is normal.
@@ -500,11 +388,15 @@ func (s *Sandbox) runStep(ctx context.Context, name, root, box string, req *Requ
 	tick := time.NewTicker(cpuPollInterval)
 	defer tick.Stop()
 loop:
-	for {
+	for exited == nil {
 		select {
-		case m, ok := <-msgs:
+		case m, ok := <-j.msgs:
 			if !ok {
-				break loop // init gone (exited after the program, or killed)
+				break loop // init gone (killed)
+			}
+			if m.Error != "" {
+				log.Error("sandbox: jail init failed", "err", m.Error)
+				j.kill()
 			}
 			if m.Exited {
 				mm := m
@@ -520,14 +412,19 @@ loop:
 			kill(killCancel)
 		}
 	}
-	_ = wait()
 	wallTime := time.Since(start)
-	if err := <-cfgDone; err != nil && exited == nil && killReason.Load() == killNone {
-		log.Debug("config write", "err", err)
+	if exited == nil || killReason.Load() != killNone {
+		// The jail was killed: wait until its pid namespace is gone.
+		j.kill()
+		j.wait()
+	} else if p := cg.procs(); len(p) != 1 || p[0] != j.pid {
+		// Cannot happen (the init reaped every process of the namespace
+		// before reporting); never reuse a jail we cannot account for.
+		log.Error("sandbox: processes left after a step", "procs", p)
+		j.kill()
+		j.wait()
 	}
-	// The pid namespace is gone; make sure the cgroup is empty too, so no
-	// process of this step outlives Execute and the pipes reach EOF.
-	cg.kill()
+	// Every process of the step is dead: the pipes reach EOF.
 	readers.Wait()
 
 	rep := &StepReport{
@@ -554,7 +451,8 @@ loop:
 	case exited == nil:
 		// The init died on its own after the program started: only the
 		// program can have caused that (e.g. no pid left for a runtime
-		// thread). Report it as the program being killed.
+		// thread, or the OOM killer chose the init). Report it as the
+		// program being killed.
 		rep.Outcome, rep.Signal, rep.ExitCode = OutcomeSignaled, "SIGKILL", -1
 	default:
 		ws := syscall.WaitStatus(exited.Status)

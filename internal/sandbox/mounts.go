@@ -7,7 +7,7 @@ package sandbox
 //	/usr /lib /lib64 /bin /sbin   read-only binds (or the same symlinks, on merged-usr)
 //	ReadOnlyPaths                 read-only binds at the same place
 //	/etc         a few selected read-only binds plus our own passwd, group, hosts
-//	/box         the run's scratch tmpfs (host-created), working directory
+//	/box         the run's scratch tmpfs, fresh per run (mounted by the init)
 //	/tmp /dev/shm                 private size-limited tmpfs, fresh per step
 //	/dev         null zero random urandom + fd/std* symlinks
 //	/proc        fresh procfs of the jail's pid namespace, hidepid=2
@@ -122,7 +122,7 @@ func tmpfs(target string, flags uintptr, opts string) error {
 }
 
 // buildRoot builds the jail's root at c.Root and pivots into it.
-func buildRoot(c *jailConfig) error {
+func buildRoot(c *initReq) error {
 	// Nothing we mount may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return mountErr("private", "/", err)
@@ -183,17 +183,11 @@ func buildRoot(c *jailConfig) error {
 		}
 	}
 
-	// The scratch directory, shared by the steps of one run.
-	box := filepath.Join(root, "box")
-	if err := os.Mkdir(box, 0o755); err != nil {
-		return err
-	}
-	if err := unix.Mount(c.Box, box, "", unix.MS_BIND, ""); err != nil {
-		return mountErr("box", box, err)
-	}
-	tmpOpts := "size=" + strconv.FormatInt(c.TmpBytes, 10) + ",nr_inodes=4096,mode=1777"
-	if err := tmpfs(filepath.Join(root, "tmp"), unix.MS_NOSUID|unix.MS_NODEV, tmpOpts); err != nil {
-		return err
+	// Mount points of the per-run and per-step tmpfs (see initState).
+	for _, d := range []string{"box", "tmp"} {
+		if err := os.Mkdir(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
 	}
 
 	dev := filepath.Join(root, "dev")
@@ -217,7 +211,7 @@ func buildRoot(c *jailConfig) error {
 			return err
 		}
 	}
-	if err := tmpfs(filepath.Join(dev, "shm"), unix.MS_NOSUID|unix.MS_NODEV, tmpOpts); err != nil {
+	if err := os.Mkdir(filepath.Join(dev, "shm"), 0o755); err != nil {
 		return err
 	}
 	if err := unix.Mount("", dev, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {

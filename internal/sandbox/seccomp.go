@@ -104,20 +104,17 @@ func seccompProgram() ([]unix.SockFilter, error) {
 	return out, nil
 }
 
-// installSeccomp sets no_new_privs and loads the filter on every thread of
-// the calling process (TSYNC); children inherit both.
+// installSeccomp sets no_new_privs and loads the filter on the calling
+// thread only (no TSYNC: the init's other threads keep remounting between
+// steps); the program, forked from this thread, inherits both.
 func installSeccomp(prog []unix.SockFilter) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
-		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
 	if errno != 0 {
 		return fmt.Errorf("seccomp: %w", errno)
-	}
-	if r != 0 { // TSYNC: the id of a thread that could not be synchronised
-		return fmt.Errorf("seccomp: thread %d not synchronised", r)
 	}
 	return nil
 }

@@ -1,0 +1,364 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxJailUses retires a jail after this many runs (bounds, among other
+// things, how far its pid numbers grow).
+const maxJailUses = 1000
+
+// jail is one prepared init (see init_linux.go) and the host's ends.
+type jail struct {
+	id    string
+	roKey string // the ReadOnlyPaths it was built with
+	pid   int
+	cmd   *exec.Cmd
+	conn  *net.UnixConn
+	msgs  chan initMsg // closed when the init's socket reaches EOF
+	cg    stepCgroup   // the cgroup the init is in now
+	cgN   int
+	uses  int
+
+	killed   atomic.Bool
+	waitOnce sync.Once
+	exited   chan struct{}
+}
+
+func (j *jail) dead() bool { return j.killed.Load() }
+
+// kill kills the init, and with it (pid 1) its whole pid namespace.
+func (j *jail) kill() {
+	j.killed.Store(true)
+	_ = unix.Kill(j.pid, unix.SIGKILL)
+}
+
+// wait returns once the init is reaped: the kernel reaps pid 1 only after
+// every other process of its namespace is gone.
+func (j *jail) wait() { <-j.exited }
+
+// send sends one message, with fds.
+func (j *jail) send(req *initReq, fds ...int) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxMsg {
+		return errors.New("request too large")
+	}
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	_, _, err = j.conn.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+// call sends a message and waits for "ok".
+func (j *jail) call(req *initReq, fds ...int) error {
+	err := j.send(req, fds...)
+	if err != nil {
+		j.kill()
+		return err
+	}
+	t := time.NewTimer(setupTimeout)
+	defer t.Stop()
+	select {
+	case m, ok := <-j.msgs:
+		switch {
+		case !ok:
+			err = errors.New("jail init died")
+		case m.Error != "":
+			err = errors.New(m.Error)
+		case !m.Ok:
+			err = fmt.Errorf("unexpected message %+v", m)
+		}
+	case <-t.C:
+		err = errors.New("jail init timed out")
+	}
+	if err != nil {
+		j.kill()
+	}
+	return err
+}
+
+// fillBox mounts a fresh /box in the jail and has the init write the files
+// (the host never touches a path inside the jail).
+func (j *jail) fillBox(size int64, files []File) error {
+	req := &initReq{Op: "box", BoxBytes: size}
+	if len(files) == 0 {
+		return j.call(req)
+	}
+	fd, err := unix.MemfdCreate("runbox-files", unix.MFD_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	mf := os.NewFile(uintptr(fd), "files")
+	defer mf.Close()
+	for _, f := range files {
+		if _, err := mf.Write(f.Content); err != nil {
+			return err
+		}
+		req.Files = append(req.Files, fileMeta{Name: f.Name, Mode: f.Mode, Size: int64(len(f.Content))})
+	}
+	return j.call(req, fd)
+}
+
+// enterCgroup creates a fresh cgroup with the step's limits and moves the
+// init into it; the previous one (empty: every process of the previous
+// step is dead) is removed in the background.
+func (j *jail) enterCgroup(s *Sandbox, l Limits) (stepCgroup, error) {
+	j.cgN++
+	cg, err := s.cg.create(j.id+"-"+strconv.Itoa(j.cgN), l)
+	if err != nil {
+		return nil, err
+	}
+	if err := cg.place(j.pid); err != nil {
+		_ = cg.destroy()
+		return nil, err
+	}
+	old := j.cg
+	j.cg = cg
+	if old != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if err := old.destroy(); err != nil {
+				s.log.Error("sandbox: destroy cgroup", "err", err)
+			}
+		}()
+	}
+	return cg, nil
+}
+
+// idleLimits bound a jail between runs (only the init is in it).
+func idleLimits() Limits {
+	return Limits{MemoryBytes: 64 << 20, Pids: initThreads + 8}
+}
+
+func roKey(paths []string) string {
+	p := slices.Clone(paths)
+	slices.Sort(p)
+	return fmt.Sprintf("%q", p)
+}
+
+// startJail starts and sets up a jail init, ready for a run.
+func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	hostF, childF := os.NewFile(uintptr(fds[0]), "jail-host"), os.NewFile(uintptr(fds[1]), "jail-init")
+	defer childF.Close()
+	c, err := net.FileConn(hostF)
+	hostF.Close()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	j := &jail{id: s.prefix + "-" + randomID()[:12], roKey: roKey(readOnly), conn: c.(*net.UnixConn),
+		msgs: make(chan initMsg, 4), exited: make(chan struct{})}
+	j.cmd = &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{initArgv0},
+		Env:        []string{"GOMAXPROCS=1", "GOTRACEBACK=none"},
+		ExtraFiles: []*os.File{childF}, // fd 3
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
+				syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+			// Belt and braces: the init also exits when its socket reaches
+			// EOF, i.e. when the worker process is gone.
+			Pdeathsig: syscall.SIGKILL,
+		},
+	}
+	// Pdeathsig fires when the forking *thread* exits: fork from a locked
+	// thread, and since this goroutine unlocks it again, the runtime keeps
+	// that thread for the life of the process.
+	runtime.LockOSThread()
+	err = j.cmd.Start()
+	runtime.UnlockOSThread()
+	if err != nil {
+		j.conn.Close()
+		return nil, fmt.Errorf("sandbox: start init: %w", err)
+	}
+	j.pid = j.cmd.Process.Pid
+	go func() {
+		_ = j.cmd.Wait()
+		j.killed.Store(true)
+		close(j.exited)
+	}()
+	go func() {
+		defer close(j.msgs)
+		b := make([]byte, 64<<10)
+		for {
+			n, err := j.conn.Read(b)
+			if err != nil || n == 0 {
+				return
+			}
+			var m initMsg
+			if json.Unmarshal(b[:n], &m) != nil {
+				j.kill()
+				return
+			}
+			j.msgs <- m
+		}
+	}()
+	fail := func(err error) (*jail, error) {
+		s.discard(j)
+		return nil, fmt.Errorf("sandbox: jail set-up: %w", err)
+	}
+	// The init does nothing before "setup", so it is in its cgroup before
+	// it allocates anything.
+	if _, err := j.enterCgroup(s, idleLimits()); err != nil {
+		return fail(err)
+	}
+	if err := j.call(&initReq{Op: "setup", Root: filepath.Join(s.instDir, "root"), ReadOnly: readOnly,
+		UID: jailUID, GID: jailGID}); err != nil {
+		return fail(err)
+	}
+	return j, nil
+}
+
+// discard kills j, waits for it and removes its cgroup.
+func (s *Sandbox) discard(j *jail) {
+	j.kill()
+	j.wait()
+	j.conn.Close()
+	if j.cg != nil {
+		if err := j.cg.destroy(); err != nil {
+			s.log.Error("sandbox: destroy cgroup", "err", err)
+		}
+	}
+}
+
+// take returns a prepared jail: from the pool when one fits, else a new one
+// (never waits for the pool).
+func (s *Sandbox) take(readOnly []string) (*jail, error) {
+	if roKey(readOnly) == roKey(nil) {
+		select {
+		case j := <-s.idle:
+			s.kick()
+			return j, nil
+		default:
+		}
+	}
+	s.mu.Lock()
+	s.total++
+	s.mu.Unlock()
+	j, err := s.startJail(readOnly)
+	if err != nil {
+		s.mu.Lock()
+		s.total--
+		s.mu.Unlock()
+		return nil, err
+	}
+	return j, nil
+}
+
+// release gives j back after a run: a jail whose last step ended cleanly is
+// cleared (its /box, /tmp and /dev/shm unmounted) and returned to the pool,
+// in the background; any other is torn down, in the background too (its
+// processes are already dead).
+func (s *Sandbox) release(j *jail, reusable bool) {
+	j.uses++
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		keep := reusable && !j.dead() && j.uses < maxJailUses && j.roKey == roKey(nil)
+		if keep {
+			keep = j.call(&initReq{Op: "clear"}) == nil
+		}
+		if keep {
+			s.mu.Lock()
+			keep = s.total <= s.size && !s.closed
+			if keep {
+				s.idle <- j // cannot block: len(idle) < total <= size
+			}
+			s.mu.Unlock()
+		}
+		if !keep {
+			s.mu.Lock()
+			s.total--
+			s.mu.Unlock()
+			s.discard(j)
+			s.kick()
+		}
+	}()
+}
+
+// kick wakes the refiller.
+func (s *Sandbox) kick() {
+	select {
+	case s.refill <- struct{}{}:
+	default:
+	}
+}
+
+// refiller keeps size jails (idle or in use) in existence.
+func (s *Sandbox) refiller() {
+	defer s.bg.Done()
+	for {
+		for {
+			s.mu.Lock()
+			need := !s.closed && s.total < s.size
+			if need {
+				s.total++
+			}
+			s.mu.Unlock()
+			if !need {
+				break
+			}
+			j, err := s.startJail(nil)
+			s.mu.Lock()
+			switch {
+			case err != nil:
+				s.total--
+			case s.closed:
+				s.total--
+			default:
+				s.idle <- j
+				j = nil
+			}
+			s.mu.Unlock()
+			if err != nil {
+				s.log.Error("sandbox: prepare jail", "err", err)
+				break // retry at the next kick or tick
+			}
+			if j != nil {
+				s.discard(j)
+			}
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-s.refill:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// drain discards every idle jail (Close).
+func (s *Sandbox) drain() {
+	for {
+		select {
+		case j := <-s.idle:
+			s.discard(j)
+		default:
+			return
+		}
+	}
+}
