@@ -1,0 +1,115 @@
+package sandbox
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// newPoolSandbox is a Sandbox with a pool of one jail, so that consecutive
+// runs reuse the same jail.
+func newPoolSandbox(t *testing.T) *Sandbox {
+	t.Helper()
+	s, err := New(Config{Dir: t.TempDir(), PoolSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		assertClean(t, s)
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		assertClosed(t, s)
+	})
+	return s
+}
+
+// waitIdle waits until the pool holds its jail and returns its init's pid.
+func waitIdle(t *testing.T, s *Sandbox) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case j := <-s.idle:
+			s.idle <- j
+			return j.pid
+		default:
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Fatal("the pool never filled")
+	return 0
+}
+
+// TestPooledJailReset: whatever a run leaves in a pooled jail (files in
+// /box, /tmp, /dev/shm, a background process, a SysV shared memory segment,
+// a POSIX message queue, an abstract unix socket) is gone in the next run
+// of the same jail.
+func TestPooledJailReset(t *testing.T) {
+	s := newPoolSandbox(t)
+	pid := waitIdle(t, s)
+	leave := `
+import os, socket, subprocess, sys
+for d in ('/box', '/tmp', '/dev/shm'):
+    open(d + '/leak', 'w').write('x')
+subprocess.run(['ipcmk', '-M', '4096'], check=True, stdout=subprocess.DEVNULL)
+subprocess.run(['ipcmk', '-Q'], check=True, stdout=subprocess.DEVNULL)
+subprocess.Popen(['setsid', 'sh', '-c', 'exec -a leakyproc sleep 60'], start_new_session=True)
+s = socket.socket(socket.AF_UNIX); s.bind('\0runbox-leak'); s.listen()
+pid = os.fork()
+if pid == 0:
+    os.setsid(); import time; time.sleep(60)
+print('left')
+`
+	r := run(t, s, Request{Run: Step{Argv: []string{"/usr/bin/python3", "-c", leave}, Limits: defLimits()}, Env: testEnv})
+	if string(r.Stdout) != "left\n" {
+		t.Fatalf("%s", describe(r))
+	}
+	if p := waitIdle(t, s); p != pid {
+		t.Fatalf("the jail was not reused (%d, then %d)", pid, p)
+	}
+	check := `
+import os, socket, subprocess
+for d in ('/box', '/tmp', '/dev/shm'):
+    print(d, sorted(os.listdir(d)))
+print('ipc', subprocess.run(['ipcs', '-m', '-q', '-s'], capture_output=True, text=True).stdout.count('0x'))
+print('procs', sorted(p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()))
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect('\0runbox-leak'); print('socket alive')
+except OSError:
+    print('socket gone')
+`
+	r = run(t, s, Request{Run: Step{Argv: []string{"/usr/bin/python3", "-c", check}, Limits: defLimits()}, Env: testEnv})
+	want := "/box []\n/tmp []\n/dev/shm []\nipc 0\n"
+	out := string(r.Stdout)
+	if !strings.HasPrefix(out, want) || !strings.Contains(out, "socket gone") {
+		t.Errorf("leftovers in the reused jail:\n%s", describe(r))
+	}
+	// Only ipcs itself (already reaped) and us may have existed.
+	if !strings.Contains(out, "procs []") {
+		t.Errorf("processes of the previous run:\n%s", out)
+	}
+	if p := waitIdle(t, s); p != pid {
+		t.Fatalf("the jail was not reused (%d, then %d)", pid, p)
+	}
+}
+
+// TestPoolKilledJailReplaced: a jail killed by a limit is never reused,
+// and the pool refills.
+func TestPoolKilledJailReplaced(t *testing.T) {
+	s := newPoolSandbox(t)
+	pid := waitIdle(t, s)
+	l := defLimits()
+	l.WallTime = 200 * time.Millisecond
+	if r := run(t, s, sh("sleep 5", l)); r.Outcome != OutcomeTimeLimit {
+		t.Fatalf("%s", describe(r))
+	}
+	if p := waitIdle(t, s); p == pid {
+		t.Fatal("a killed jail went back to the pool")
+	}
+	if err := s.SelfCheck(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
