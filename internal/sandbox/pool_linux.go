@@ -283,10 +283,13 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 			keep = j.call(&initReq{Op: "clear"}) == nil
 		}
 		if keep {
+			// Under load more jails than PoolSize may be in use (each
+			// Execute that found the pool empty prepared its own); keep
+			// them while the pool has room.
 			s.mu.Lock()
-			keep = s.total <= s.size && !s.closed
+			keep = len(s.idle) < cap(s.idle) && !s.closed
 			if keep {
-				s.idle <- j // cannot block: len(idle) < total <= size
+				s.idle <- j // cannot block: only sent to under s.mu
 			}
 			s.mu.Unlock()
 		}
@@ -329,9 +332,11 @@ func (s *Sandbox) refiller() {
 				s.total--
 			case s.closed:
 				s.total--
-			default:
+			case len(s.idle) < cap(s.idle):
 				s.idle <- j
 				j = nil
+			default:
+				s.total--
 			}
 			s.mu.Unlock()
 			if err != nil {
