@@ -96,6 +96,8 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 			logger.Error("sandbox unavailable; executions will wait in the queue", "reason", err.Error())
 			checks["sandbox"] = func(context.Context) string { return "sandbox unavailable" }
 		} else {
+			// Runs after the workers have stopped (defers run last-in, first-out).
+			defer sb.Close()
 			checks["sandbox"] = selfCheck(ctx, sb, logger)
 			w = &worker.Worker{
 				Store: st, Sandbox: sb, Languages: langs, Hub: hub, Metrics: metrics, Logger: logger,
