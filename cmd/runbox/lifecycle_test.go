@@ -50,6 +50,9 @@ func testLifecycle(t *testing.T, s *server) {
 			if e["status"] != "COMPLETED" || !strings.Contains(e["stdout"].(string), "Hello, world!") {
 				t.Fatalf("template: %v", e)
 			}
+			if e["attempts"] != 1.0 {
+				t.Errorf("attempts %v: a healthy sandbox needed a retry", e["attempts"])
+			}
 			for _, field := range []string{"started_at", "finished_at", "execution_time_ms", "cpu_time_ms", "memory_kb", "exit_code"} {
 				if e[field] == nil {
 					t.Errorf("%s is null on a completed run", field)
@@ -61,7 +64,7 @@ func testLifecycle(t *testing.T, s *server) {
 			}
 			s.do("PATCH", "/code-sessions/"+sid, map[string]any{"source_code": p.runtimeErr}).expect(t, 200, "")
 			e = s.runAndWait(sid, "")
-			if e["status"] != "FAILED" || errCode(e) != "RUNTIME_ERROR" || e["exit_code"] != 3.0 {
+			if e["status"] != "FAILED" || errCode(e) != "RUNTIME_ERROR" || e["exit_code"] != 3.0 || e["attempts"] != 1.0 {
 				t.Fatalf("runtime error: %v", e)
 			}
 			if p.compileErr != "" {

@@ -81,6 +81,15 @@ func spawn(t *testing.T, sub string, env map[string]string) *proc {
 		}
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			p.mu.Lock()
+			for _, l := range p.logs {
+				if l["level"] == "WARN" || l["level"] == "ERROR" {
+					t.Logf("%s %s: %v", sub, l["msg"], l)
+				}
+			}
+			p.mu.Unlock()
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:

@@ -320,20 +320,21 @@ func (st *initState) launch(req *initReq, fds []int) {
 	if err := loopbackUp(); err != nil {
 		fail(err)
 	}
+	// Rlimits belong to the whole init process and the program inherits
+	// them; the host only ever lowers them (see jail.rlim), since raising a
+	// hard limit needs CAP_SYS_RESOURCE, which the worker may not have. The
+	// init itself lives with the last step's limits, far above its own needs.
+	for _, r := range req.Rlimits {
+		lim := unix.Rlimit{Cur: r.Value, Max: r.Value}
+		if err := unix.Setrlimit(r.Resource, &lim); err != nil {
+			fail(fmt.Errorf("setrlimit %d: %w", r.Resource, err))
+		}
+	}
 	if err := dropCapabilities(); err != nil {
 		fail(err)
 	}
 	if err := installSeccomp(st.prog); err != nil {
 		fail(err)
-	}
-	// Rlimits are per process: set them for the fork, then restore ours.
-	saved := make([]unix.Rlimit, len(req.Rlimits))
-	for i, r := range req.Rlimits {
-		_ = unix.Getrlimit(r.Resource, &saved[i])
-		lim := unix.Rlimit{Cur: r.Value, Max: r.Value}
-		if err := unix.Setrlimit(r.Resource, &lim); err != nil {
-			fail(fmt.Errorf("setrlimit %d: %w", r.Resource, err))
-		}
 	}
 	pid, err := syscall.ForkExec(req.Argv[0], req.Argv, &syscall.ProcAttr{
 		Dir:   "/box",
@@ -344,9 +345,6 @@ func (st *initState) launch(req *initReq, fds []int) {
 			Setsid:     true,
 		},
 	})
-	for i, r := range req.Rlimits {
-		_ = unix.Setrlimit(r.Resource, &saved[i])
-	}
 	if err != nil {
 		// Not an internal error: the program could not be started (ENOENT,
 		// EACCES, ENOEXEC...). Report it like a shell does: exit 127/126.

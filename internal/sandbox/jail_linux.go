@@ -287,7 +287,11 @@ func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
 	if err := validateRequest(&req); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	j, err := s.take(req.ReadOnlyPaths)
+	need := stepRlimits(req.Run.Limits)
+	if req.Compile != nil {
+		need = maxRlimits(need, stepRlimits(req.Compile.Limits))
+	}
+	j, err := s.take(req.ReadOnlyPaths, need)
 	if err != nil {
 		return nil, err
 	}
@@ -384,12 +388,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	cpu0, _ := cg.cpuUsage()
 	sendErr := j.send(&initReq{
 		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes,
-		Rlimits: []rlimit{
-			{unix.RLIMIT_CORE, 0},
-			{unix.RLIMIT_FSIZE, uint64(lim.FileBytes)},
-			{unix.RLIMIT_NOFILE, uint64(lim.OpenFiles)},
-			{unix.RLIMIT_STACK, 64 << 20},
-		},
+		Rlimits: j.applyRlimits(stepRlimits(lim)),
 	}, int(inR.Fd()), int(outW.Fd()), int(errW.Fd()))
 	inR.Close()
 	outW.Close()
@@ -556,4 +555,23 @@ func (c *capture) drain(r io.Reader) {
 			return
 		}
 	}
+}
+
+// stepRlimits are the rlimits of a step's program.
+func stepRlimits(l Limits) []rlimit {
+	return []rlimit{
+		{unix.RLIMIT_CORE, 0},
+		{unix.RLIMIT_FSIZE, uint64(l.FileBytes)},
+		{unix.RLIMIT_NOFILE, uint64(l.OpenFiles)},
+		{unix.RLIMIT_STACK, 64 << 20},
+	}
+}
+
+// maxRlimits is the larger of a and b, resource by resource (same order).
+func maxRlimits(a, b []rlimit) []rlimit {
+	out := make([]rlimit, len(a))
+	for i := range a {
+		out[i] = rlimit{a[i].Resource, max(a[i].Value, b[i].Value)}
+	}
+	return out
 }

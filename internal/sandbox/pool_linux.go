@@ -34,6 +34,11 @@ type jail struct {
 	cg    stepCgroup   // the cgroup the init is in now
 	cgN   int
 	uses  int
+	// rlim is what the init's rlimits were last set to (nil: inherited).
+	// They are process-wide, so the program of a later step inherits them,
+	// and raising a hard limit needs CAP_SYS_RESOURCE, which hosts (and
+	// containers) often withhold: a jail's rlimits can only go down.
+	rlim []rlimit
 
 	killed   atomic.Bool
 	waitOnce sync.Once
@@ -41,6 +46,31 @@ type jail struct {
 }
 
 func (j *jail) dead() bool { return j.killed.Load() }
+
+// fits reports whether j's rlimits allow a step that needs need.
+func (j *jail) fits(need []rlimit) bool {
+	for i := range j.rlim {
+		if need[i].Value > j.rlim[i].Value {
+			return false
+		}
+	}
+	return true
+}
+
+// applyRlimits records and returns the rlimits a step will run with:
+// want, lowered where the jail's are already lower (take only hands out
+// jails that fit the whole request, so this only matters if a later step
+// of one request asks for more than an earlier one).
+func (j *jail) applyRlimits(want []rlimit) []rlimit {
+	if j.rlim != nil {
+		want = slices.Clone(want)
+		for i := range want {
+			want[i].Value = min(want[i].Value, j.rlim[i].Value)
+		}
+	}
+	j.rlim = want
+	return want
+}
 
 // kill kills the init, and with it (pid 1) its whole pid namespace.
 func (j *jail) kill() {
@@ -247,12 +277,16 @@ func (s *Sandbox) discard(j *jail) {
 
 // take returns a prepared jail: from the pool when one fits, else a new one
 // (never waits for the pool).
-func (s *Sandbox) take(readOnly []string) (*jail, error) {
+func (s *Sandbox) take(readOnly []string, need []rlimit) (*jail, error) {
 	if roKey(readOnly) == roKey(nil) {
 		select {
 		case j := <-s.idle:
 			s.kick()
-			return j, nil
+			if j.fits(need) {
+				return j, nil
+			}
+			// Its rlimits are lower than this request's and cannot be raised.
+			s.release(j, false)
 		default:
 		}
 	}

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +112,29 @@ func TestPoolKilledJailReplaced(t *testing.T) {
 	}
 	if err := s.SelfCheck(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPooledJailRaisesLimits: a reused jail applies each run's own rlimits,
+// also when they are higher than the previous run's (rlimits belong to the
+// whole init process, and only a privileged thread may raise them).
+func TestPooledJailRaisesLimits(t *testing.T) {
+	s := newPoolSandbox(t)
+	small, large := defLimits(), defLimits()
+	small.OpenFiles, small.FileBytes = 32, 1<<20
+	large.OpenFiles, large.FileBytes = 512, 8<<20
+	for i, l := range []Limits{small, large, small, large} {
+		pid := waitIdle(t, s)
+		r := run(t, s, sh("ulimit -n; ulimit -f", l))
+		if r.Outcome != OutcomeOK {
+			t.Fatalf("run %d: %s", i, describe(r))
+		}
+		want := strconv.Itoa(l.OpenFiles) + "\n" + strconv.FormatInt(l.FileBytes/512, 10) + "\n"
+		if string(r.Stdout) != want {
+			t.Fatalf("run %d: limits %q, want %q", i, r.Stdout, want)
+		}
+		if i > 0 && waitIdle(t, s) != pid {
+			t.Logf("run %d used another jail", i)
+		}
 	}
 }
