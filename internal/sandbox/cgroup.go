@@ -32,7 +32,7 @@ const parentName = "runbox"
 // v2: the unified tree).
 type cgroupFS interface {
 	version() int
-	// create makes the cgroup for one step with its limits applied.
+	// create makes a cgroup with the limits l applied.
 	create(name string, l Limits) (stepCgroup, error)
 	// parentDirs lists the parent directories (for tests and clean-up).
 	parentDirs() []string
@@ -40,8 +40,9 @@ type cgroupFS interface {
 
 // stepCgroup is the cgroup of one step.
 type stepCgroup interface {
-	// place puts a started process into the cgroup (v1); a no-op on v2,
-	// where the process is cloned into it (cgroupFD).
+	// setLimits applies the memory (swap off) and pids limits.
+	setLimits(l Limits) error
+	// place moves a process (the jail's init) into the cgroup.
 	place(pid int) error
 	// cgroupFD is the directory fd for SysProcAttr.CgroupFD, or -1 (v1).
 	cgroupFD() int
@@ -231,26 +232,37 @@ func (c *cgroupV1) create(name string, l Limits) (stepCgroup, error) {
 		}
 		s.dirs[ctl] = d
 	}
-	mem := s.dirs["memory"]
-	lim := strconv.FormatInt(l.MemoryBytes, 10)
-	// limit_in_bytes first: memsw must always be >= it.
-	err := writeFile(filepath.Join(mem, "memory.limit_in_bytes"), lim)
-	if err == nil {
-		// memsw exists only with swap accounting; equal limits = no swap.
-		if _, serr := os.Stat(filepath.Join(mem, "memory.memsw.limit_in_bytes")); serr == nil {
-			err = writeFile(filepath.Join(mem, "memory.memsw.limit_in_bytes"), lim)
-		} else {
-			err = writeFile(filepath.Join(mem, "memory.swappiness"), "0")
-		}
-	}
-	if err == nil {
-		err = writeFile(filepath.Join(s.dirs["pids"], "pids.max"), strconv.Itoa(l.Pids))
-	}
-	if err != nil {
+	if err := s.setLimits(l); err != nil {
 		_ = s.destroy()
 		return nil, err
 	}
 	return s, nil
+}
+
+func (s *stepV1) setLimits(l Limits) error {
+	mem := s.dirs["memory"]
+	lim := strconv.FormatInt(l.MemoryBytes, 10)
+	memsw := filepath.Join(mem, "memory.memsw.limit_in_bytes")
+	if _, err := os.Stat(memsw); err == nil {
+		// memsw exists only with swap accounting; equal limits = no swap.
+		// The kernel keeps memsw >= limit_in_bytes at every write: raise
+		// memsw first when growing, lower it last when shrinking.
+		_ = writeFile(memsw, lim)
+		if err := writeFile(filepath.Join(mem, "memory.limit_in_bytes"), lim); err != nil {
+			return err
+		}
+		if err := writeFile(memsw, lim); err != nil {
+			return err
+		}
+	} else {
+		if err := writeFile(filepath.Join(mem, "memory.limit_in_bytes"), lim); err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(mem, "memory.swappiness"), "0"); err != nil {
+			return err
+		}
+	}
+	return writeFile(filepath.Join(s.dirs["pids"], "pids.max"), strconv.Itoa(l.Pids))
 }
 
 func (s *stepV1) place(pid int) error {
@@ -340,15 +352,7 @@ func (c *cgroupV2) create(name string, l Limits) (stepCgroup, error) {
 		return nil, fmt.Errorf("create cgroup: %w", err)
 	}
 	s := &stepV2{dir: d, fd: -1}
-	err := writeFile(filepath.Join(d, "memory.max"), strconv.FormatInt(l.MemoryBytes, 10))
-	if err == nil {
-		if _, serr := os.Stat(filepath.Join(d, "memory.swap.max")); serr == nil {
-			err = writeFile(filepath.Join(d, "memory.swap.max"), "0")
-		}
-	}
-	if err == nil {
-		err = writeFile(filepath.Join(d, "pids.max"), strconv.Itoa(l.Pids))
-	}
+	err := s.setLimits(l)
 	if err == nil {
 		s.fd, err = unix.Open(d, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	}
@@ -359,8 +363,25 @@ func (c *cgroupV2) create(name string, l Limits) (stepCgroup, error) {
 	return s, nil
 }
 
-func (s *stepV2) place(int) error { return nil }
-func (s *stepV2) cgroupFD() int   { return s.fd }
+func (s *stepV2) setLimits(l Limits) error {
+	if err := writeFile(filepath.Join(s.dir, "memory.max"), strconv.FormatInt(l.MemoryBytes, 10)); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "memory.swap.max")); err == nil {
+		if err := writeFile(filepath.Join(s.dir, "memory.swap.max"), "0"); err != nil {
+			return err
+		}
+	}
+	return writeFile(filepath.Join(s.dir, "pids.max"), strconv.Itoa(l.Pids))
+}
+
+// place moves the jail's init between step cgroups (a pooled jail outlives
+// its steps, so cloning into the cgroup is not enough).
+func (s *stepV2) place(pid int) error {
+	return writeFile(filepath.Join(s.dir, "cgroup.procs"), strconv.Itoa(pid))
+}
+
+func (s *stepV2) cgroupFD() int { return s.fd }
 
 func (s *stepV2) cpuUsage() (time.Duration, error) {
 	b, err := os.ReadFile(filepath.Join(s.dir, "cpu.stat"))

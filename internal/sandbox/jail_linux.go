@@ -347,7 +347,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	// give them their own pids headroom so the program keeps its limit.
 	cgLim := lim
 	cgLim.Pids = lim.Pids + initThreads
-	cg, err := j.enterCgroup(s, cgLim)
+	cg, err := j.stepCgroup(s, cgLim)
 	if err != nil {
 		j.kill()
 		return nil, fmt.Errorf("sandbox: %w", err)

@@ -32,8 +32,14 @@ type jail struct {
 	conn  *net.UnixConn
 	msgs  chan initMsg // closed when the init's socket reaches EOF
 	cg    stepCgroup   // the cgroup the init is in now
-	cgN   int
-	uses  int
+	// cgFresh: cg was created for the next step and no step has used it,
+	// so that step only has to write its limits into it. Moving the init
+	// into a new cgroup costs 10-20 ms (the kernel waits for an RCU grace
+	// period), so it is done ahead, in the background, when the jail goes
+	// back to the pool; only a second step of one request pays it inline.
+	cgFresh bool
+	cgN     int
+	uses    int
 	// rlim is what the init's rlimits were last set to (nil: inherited).
 	// They are process-wide, so the program of a later step inherits them,
 	// and raising a hard limit needs CAP_SYS_RESOURCE, which hosts (and
@@ -149,7 +155,18 @@ func (j *jail) fillBox(size int64, files []File) error {
 	return j.call(req, fd)
 }
 
-// enterCgroup creates a fresh cgroup with the step's limits and moves the
+// stepCgroup returns a cgroup no step has used, with the step's limits,
+// the init already in it: the fresh one prepared ahead if there is one,
+// else a new one.
+func (j *jail) stepCgroup(s *Sandbox, l Limits) (stepCgroup, error) {
+	if j.cgFresh {
+		j.cgFresh = false
+		return j.cg, j.cg.setLimits(l)
+	}
+	return j.enterCgroup(s, l)
+}
+
+// enterCgroup creates a fresh cgroup with the limits l and moves the
 // init into it; the previous one (empty: every process of the previous
 // step is dead) is removed in the background.
 func (j *jail) enterCgroup(s *Sandbox, l Limits) (stepCgroup, error) {
@@ -253,6 +270,7 @@ func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
 	}
 	// The init does nothing before "setup", so it is in its cgroup before
 	// it allocates anything.
+	j.cgFresh = true
 	if _, err := j.enterCgroup(s, idleLimits()); err != nil {
 		return fail(err)
 	}
@@ -315,6 +333,10 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 		keep := reusable && !j.dead() && j.uses < maxJailUses && j.roKey == roKey(nil)
 		if keep {
 			keep = j.call(&initReq{Op: "clear"}) == nil
+		}
+		if keep {
+			_, err := j.enterCgroup(s, idleLimits())
+			keep, j.cgFresh = err == nil, err == nil
 		}
 		if keep {
 			// Under load more jails than PoolSize may be in use (each
