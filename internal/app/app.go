@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		// costs tens of microseconds, so poll often instead.
 		poll = time.Second
 		if st.Driver() == "sqlite" {
-			poll = 10 * time.Millisecond
+			poll = 5 * time.Millisecond
 		}
 	}
 	q, err := queue.New(ctx, queue.Options{
@@ -249,4 +249,14 @@ type levelFloor struct {
 
 func (h levelFloor) Enabled(ctx context.Context, lvl slog.Level) bool {
 	return lvl >= h.floor && h.Handler.Enabled(ctx, lvl)
+}
+
+// WithAttrs and WithGroup keep the floor on derived loggers (River derives
+// one per component).
+func (h levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return levelFloor{h.Handler.WithAttrs(attrs), h.floor}
+}
+
+func (h levelFloor) WithGroup(name string) slog.Handler {
+	return levelFloor{h.Handler.WithGroup(name), h.floor}
 }

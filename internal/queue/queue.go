@@ -90,7 +90,7 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 		RetryPolicy:          backoff{},
 		// A fetch right after an insert matters more than batching fetches:
 		// a learner is waiting on every run.
-		FetchCooldown:     5 * time.Millisecond,
+		FetchCooldown:     2 * time.Millisecond,
 		FetchPollInterval: o.FetchPollInterval,
 		PeriodicJobs:      o.PeriodicJobs,
 	}
