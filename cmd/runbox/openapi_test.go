@@ -950,7 +950,14 @@ func TestOpenAPIConformance(t *testing.T) {
 		// Overload: a third queued run anywhere reaches the bound of 3.
 		d := c.call(t, s, "POST", "/code-sessions", map[string]any{"language": "python"}, 201).body["session_id"].(string)
 		c.call(t, s, "POST", "/code-sessions/"+d+"/run", nil, 202)
-		time.Sleep(300 * time.Millisecond) // the depth is sampled at most every 250 ms
+		// The depth is sampled (every 250 ms, refreshed in the background):
+		// wait until the sample has caught up, then the bound holds.
+		for range 30 {
+			time.Sleep(100 * time.Millisecond)
+			if s.do("POST", "/code-sessions/"+d+"/run", nil).status == 503 {
+				break
+			}
+		}
 		c.call(t, s, "POST", "/code-sessions/"+d+"/run", nil, 503)
 
 		// Unrouted.

@@ -157,25 +157,55 @@ func (s *server) internal(r *http.Request, err error) *apiError {
 	return errorf(http.StatusInternalServerError, "internal_error", "internal error; incident "+incident)
 }
 
-// depthCache keeps the queue depth for a short while: the overload check runs
-// on every run request and must stay cheap at a backlog of 100,000.
+// depthCache keeps the queue depth for a short while: the overload check
+// runs on every run request, and counting a backlog of 100,000 takes
+// milliseconds. A value older than depthFresh is still served while one
+// background refresh runs, so no request waits for the count; only with no
+// value younger than depthStale (at start, or while the database is down)
+// does a request count by itself.
 type depthCache struct {
-	mu    sync.Mutex
-	value int64
-	at    time.Time
+	mu         sync.Mutex
+	value      int64
+	at         time.Time
+	refreshing bool
 }
+
+const (
+	depthFresh = 250 * time.Millisecond
+	depthStale = 2 * time.Second
+)
 
 func (s *server) queueDepth(ctx context.Context) (int64, error) {
 	s.depth.mu.Lock()
-	defer s.depth.mu.Unlock()
-	if time.Since(s.depth.at) < 250*time.Millisecond {
-		return s.depth.value, nil
+	age, value := time.Since(s.depth.at), s.depth.value
+	if age >= depthFresh && age < depthStale && !s.depth.refreshing {
+		s.depth.refreshing = true
+		go s.refreshDepth()
 	}
+	s.depth.mu.Unlock()
+	if age < depthStale {
+		return value, nil
+	}
+	return s.countQueue(ctx)
+}
+
+func (s *server) refreshDepth() {
+	ctx, cancel := context.WithTimeout(context.Background(), depthStale)
+	defer cancel()
+	_, _ = s.countQueue(ctx)
+	s.depth.mu.Lock()
+	s.depth.refreshing = false
+	s.depth.mu.Unlock()
+}
+
+func (s *server) countQueue(ctx context.Context) (int64, error) {
 	n, err := s.Store.QueueDepth(ctx)
 	if err != nil {
 		return 0, err
 	}
+	s.depth.mu.Lock()
 	s.depth.value, s.depth.at = n, time.Now()
+	s.depth.mu.Unlock()
 	return n, nil
 }
 

@@ -14,8 +14,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
-	_ "modernc.org/sqlite"             // driver "sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // also registers driver "pgx"
+	_ "modernc.org/sqlite"           // driver "sqlite"
 
 	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/session"
@@ -39,10 +40,17 @@ var (
 const notifyChannel = "runbox_execution_finished"
 
 type sqlStore struct {
-	db   *sql.DB
-	d    dialect
-	url  string // PostgreSQL: for the LISTEN connection
-	path string // SQLite: the database file
+	db *sql.DB
+	// saves runs autosaves. On PostgreSQL it is a pool whose sessions do not
+	// wait for the WAL flush (synchronous_commit=off): an autosave the server
+	// acknowledged may be lost if PostgreSQL itself crashes within a fraction
+	// of a second, and the editor saves again seconds later anyway, while
+	// the flush wait is what bounds autosaves per second. Everything else
+	// (sessions, runs, results) commits durably through db. On SQLite it is db.
+	saves *sql.DB
+	d     dialect
+	url   string // PostgreSQL: for the LISTEN connection
+	path  string // SQLite: the database file
 }
 
 // Open opens the database named by url: "" → SQLite file "runbox.db" under
@@ -102,7 +110,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	s := &sqlStore{db: db, d: sqliteDialect, path: path}
+	s := &sqlStore{db: db, saves: db, d: sqliteDialect, path: path}
 	if err := s.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -119,9 +127,20 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 	db.SetMaxIdleConns(10)
 	db.SetConnMaxLifetime(30 * time.Minute)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	s := &sqlStore{db: db, d: postgresDialect, url: url}
-	if err := s.Ping(ctx); err != nil {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
 		db.Close()
+		return nil, errors.New("store: invalid PostgreSQL URL")
+	}
+	cfg.RuntimeParams["synchronous_commit"] = "off"
+	saves := stdlib.OpenDB(*cfg)
+	saves.SetMaxOpenConns(10)
+	saves.SetMaxIdleConns(10)
+	saves.SetConnMaxLifetime(30 * time.Minute)
+	saves.SetConnMaxIdleTime(5 * time.Minute)
+	s := &sqlStore{db: db, saves: saves, d: postgresDialect, url: url}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -129,7 +148,12 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 
 func (s *sqlStore) DB() *sql.DB    { return s.db }
 func (s *sqlStore) Driver() string { return s.d.name }
-func (s *sqlStore) Close() error   { return s.db.Close() }
+func (s *sqlStore) Close() error {
+	if s.saves != s.db {
+		s.saves.Close()
+	}
+	return s.db.Close()
+}
 
 func (s *sqlStore) Ping(ctx context.Context) error {
 	if err := s.db.PingContext(ctx); err != nil {
@@ -248,7 +272,7 @@ func (s *sqlStore) UpdateSession(ctx context.Context, tenant string, id uuid.UUI
 		args = append(args, *p.IfMatch)
 		where += " AND version = $" + strconv.Itoa(len(args))
 	}
-	ss, err := scanSession(s.db.QueryRowContext(ctx,
+	ss, err := scanSession(s.saves.QueryRowContext(ctx,
 		`UPDATE sessions SET `+strings.Join(set, ", ")+` WHERE `+where+` RETURNING `+sessionCols, args...))
 	if err == nil {
 		return ss, nil
