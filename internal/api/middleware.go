@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime/debug"
 	"time"
 )
 
@@ -51,7 +52,7 @@ func (s *server) outermost(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				e := s.internal(r, fmt.Errorf("panic: %v", v))
+				e := s.internal(r, fmt.Errorf("panic: %v\n%s", v, debug.Stack()))
 				if !rec.wrote {
 					writeProblem(rec, e)
 				}
