@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -171,6 +172,11 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second)
 	if c.RescueAfter <= c.JobTimeout() {
 		p.add(errors.New("RUNBOX_RESCUE_AFTER must exceed twice the compile and run wall times plus 5s"))
+	}
+	// Absolute, so that the jails (mounted under it) and the SQLite file do
+	// not depend on where a later step of the process looks from.
+	if abs, err := filepath.Abs(c.DataDir); err == nil {
+		c.DataDir = abs
 	}
 	keys, err := loadKeys(getenv)
 	p.add(err)

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,7 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		{"inflight", c.MaxInflightPerSession, 2},
 		{"retention", c.Retention, 7 * 24 * time.Hour},
 		{"log format", c.LogFormat, "json"},
+		{"data dir is absolute", filepath.IsAbs(c.DataDir) && filepath.Base(c.DataDir) == "data", true},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
