@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +144,23 @@ func errCode(e map[string]any) string {
 		return s
 	}
 	return ""
+}
+
+// TestNewcomerDefaults is the README's first command: `runbox serve` with no
+// configuration at all, from the directory it was started in, runs code.
+func TestNewcomerDefaults(t *testing.T) {
+	requireRoot(t)
+	t.Chdir(t.TempDir())
+	s := start(t, "serve", map[string]string{"RUNBOX_DATA_DIR": ""})
+	for deadline := time.Now().Add(15 * time.Second); s.do("GET", "/readyz", nil).status != 200; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("never ready: the sandbox self-check did not pass")
+		}
+	}
+	if e := s.runAndWait(s.createSession("python", ""), ""); e["status"] != "COMPLETED" {
+		t.Fatalf("%v", e)
+	}
+	if _, err := os.Stat("data/runbox.db"); err != nil {
+		t.Fatalf("the SQLite file is not under ./data: %v", err)
+	}
 }
