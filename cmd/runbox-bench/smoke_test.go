@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/runbox/runbox/internal/testenv"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,12 +22,7 @@ func TestMain(m *testing.M) {
 // TestQuickSQLite runs the whole benchmark with -quick against an embedded
 // SQLite server. It checks that every phase reports, never how fast.
 func TestQuickSQLite(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the benchmark smoke test needs root in CI")
-		}
-		t.Skip("the sandbox needs root")
-	}
+	testenv.RequireRoot(t)
 	if testing.Short() {
 		t.Skip("-short")
 	}

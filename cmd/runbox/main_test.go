@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/runbox/runbox/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -39,16 +40,8 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// requireRoot fails in CI and skips elsewhere when the sandbox cannot run.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("the sandbox tests need root in CI")
-		}
-		t.Skip("the sandbox needs root")
-	}
-}
+// requireRoot stops t when the sandbox cannot run (a failure in CI).
+func requireRoot(t *testing.T) { testenv.RequireRoot(t) }
 
 // start runs `runbox <sub>` with env on top of a fresh data directory and
 // waits until /healthz answers.

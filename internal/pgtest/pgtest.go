@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"github.com/runbox/runbox/internal/testenv"
 	"net/url"
 	"os"
 	"testing"
@@ -31,12 +33,7 @@ func Database(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, AdminURL())
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required in CI: %v", err)
-		}
-		t.Skipf("PostgreSQL not reachable: %v", err)
-	}
+	testenv.Require(t, err == nil, fmt.Sprintf("PostgreSQL at RUNBOX_TEST_DATABASE_URL (%v)", err))
 	defer admin.Close(context.Background())
 	var b [6]byte
 	_, _ = rand.Read(b[:])

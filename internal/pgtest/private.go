@@ -2,6 +2,7 @@ package pgtest
 
 import (
 	"fmt"
+	"github.com/runbox/runbox/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
@@ -28,12 +29,7 @@ type Instance struct {
 func Private(t testing.TB) *Instance {
 	t.Helper()
 	bins, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(bins) == 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("initdb is required in CI (the postgresql package)")
-		}
-		t.Skip("initdb not installed")
-	}
+	testenv.Require(t, len(bins) > 0, "initdb (Debian's postgresql package)")
 	pg, err := user.Lookup("postgres")
 	if err != nil {
 		t.Fatalf("postgres user: %v", err)
