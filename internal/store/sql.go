@@ -48,6 +48,12 @@ type sqlStore struct {
 	// the flush wait is what bounds autosaves per second. Everything else
 	// (sessions, runs, results) commits durably through db. On SQLite it is db.
 	saves *sql.DB
+	// reads serves the queries that only read (get, list, queue depth). On
+	// SQLite it is a pool of read-only connections beside the one writer:
+	// WAL lets readers run while the writer writes, so a long count or a
+	// long-poll's re-read never queues behind River's fetches or autosaves.
+	// On PostgreSQL it is db.
+	reads *sql.DB
 	d     dialect
 	url   string // PostgreSQL: for the LISTEN connection
 	path  string // SQLite: the database file
@@ -110,9 +116,16 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	s := &sqlStore{db: db, saves: db, d: sqliteDialect, path: path}
-	if err := s.Ping(ctx); err != nil {
+	reads, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	if err != nil {
 		db.Close()
+		return nil, err
+	}
+	reads.SetMaxOpenConns(4)
+	reads.SetMaxIdleConns(4)
+	s := &sqlStore{db: db, saves: db, reads: reads, d: sqliteDialect, path: path}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -138,7 +151,7 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 	saves.SetMaxIdleConns(10)
 	saves.SetConnMaxLifetime(30 * time.Minute)
 	saves.SetConnMaxIdleTime(5 * time.Minute)
-	s := &sqlStore{db: db, saves: saves, d: postgresDialect, url: url}
+	s := &sqlStore{db: db, saves: saves, reads: db, d: postgresDialect, url: url}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -149,8 +162,10 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 func (s *sqlStore) DB() *sql.DB    { return s.db }
 func (s *sqlStore) Driver() string { return s.d.name }
 func (s *sqlStore) Close() error {
-	if s.saves != s.db {
-		s.saves.Close()
+	for _, extra := range []*sql.DB{s.saves, s.reads} {
+		if extra != s.db {
+			extra.Close()
+		}
 	}
 	return s.db.Close()
 }
@@ -247,7 +262,7 @@ func (s *sqlStore) CreateSession(ctx context.Context, ss *session.Session) error
 }
 
 func (s *sqlStore) GetSession(ctx context.Context, tenant string, id uuid.UUID) (*session.Session, error) {
-	ss, err := scanSession(s.db.QueryRowContext(ctx,
+	ss, err := scanSession(s.reads.QueryRowContext(ctx,
 		`SELECT `+sessionCols+` FROM sessions WHERE id = $1 AND tenant = $2`, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrSessionNotFound
@@ -496,7 +511,7 @@ func (s *sqlStore) byKey(ctx context.Context, tx *sql.Tx, e *execution.Execution
 }
 
 func (s *sqlStore) GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error) {
-	e, _, err := scanExec(s.db.QueryRowContext(ctx,
+	e, _, err := scanExec(s.reads.QueryRowContext(ctx,
 		`SELECT `+execCols+` FROM executions WHERE id = $1 AND tenant = $2`, id, tenant))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrExecutionNotFound
@@ -544,7 +559,7 @@ func (s *sqlStore) ListExecutions(ctx context.Context, tenant string, sessionID 
 		args = append(args, us, id)
 	}
 	q += ` ORDER BY queued_at DESC, id DESC LIMIT $3`
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.reads.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, "", wrapErr(ctx, err)
 	}
@@ -701,7 +716,7 @@ func (s *sqlStore) FailUnstarted(ctx context.Context, id uuid.UUID, r *execution
 
 func (s *sqlStore) QueueDepth(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM executions WHERE status = 'QUEUED'`).Scan(&n)
+	err := s.reads.QueryRowContext(ctx, `SELECT COUNT(*) FROM executions WHERE status = 'QUEUED'`).Scan(&n)
 	return n, wrapErr(ctx, err)
 }
 
