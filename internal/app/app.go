@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 			checks["sandbox"] = selfCheck(ctx, sb, logger)
 			w = &worker.Worker{
 				Store: st, Sandbox: sb, Languages: langs, Hub: hub, Metrics: metrics, Logger: logger,
-				Attempts: cfg.MaxAttempts, Now: time.Now, Slots: make(chan struct{}, cfg.WorkerConcurrency),
+				Attempts: cfg.MaxAttempts, Now: time.Now,
 				Limits: language.StepLimits{Run: cfg.Run, Compile: cfg.Compile,
 					OutputBytes: cfg.OutputBytes, OutputKill: cfg.OutputKillBytes, Scratch: cfg.ScratchBytes},
 			}
@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		}
 	}
 	q, err := queue.New(ctx, queue.Options{
-		Store: st, DatabaseURL: cfg.DatabaseURL, Workers: workers, Concurrency: cfg.WorkerConcurrency * worker.Overcommit,
+		Store: st, DatabaseURL: cfg.DatabaseURL, Workers: workers, Concurrency: cfg.WorkerConcurrency,
 		MaxAttempts: cfg.MaxAttempts + 1, JobTimeout: cfg.JobTimeout(), RescueAfter: cfg.RescueAfter,
 		FetchPollInterval: poll, Logger: riverLogger(logger), PeriodicJobs: periodic,
 	})

@@ -109,7 +109,7 @@ var Vars = []Var{
 	{"RUNBOX_SHUTDOWN_GRACE", "30s", "time in-flight requests and runs get to finish on SIGTERM", server},
 	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
 	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged", server},
-	{"RUNBOX_RESCUE_AFTER", "2 × (compile + run wall time) + 35s", "a run still RUNNING this long is presumed orphaned by a dead worker and re-queued (it must exceed the longest allowed run)", worker},
+	{"RUNBOX_RESCUE_AFTER", "compile + run wall time + 35s", "a run still RUNNING this long is presumed orphaned by a dead worker and re-queued (it must exceed the longest allowed run)", worker},
 	{"RUNBOX_FETCH_POLL_INTERVAL", "1s on PostgreSQL, 5ms on SQLite", "how often idle workers look for new jobs; PostgreSQL wakes them on insert (LISTEN/NOTIFY), SQLite has no such signal, so they poll the local file (about 7 % of a core while idle; raise it to trade latency for idle CPU)", worker},
 }
 
@@ -171,7 +171,7 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second)
 	if c.RescueAfter <= c.JobTimeout() {
-		p.add(errors.New("RUNBOX_RESCUE_AFTER must exceed twice the compile and run wall times plus 5s"))
+		p.add(errors.New("RUNBOX_RESCUE_AFTER must exceed the compile and run wall times plus 5s"))
 	}
 	// Absolute, so that the jails (mounted under it) and the SQLite file do
 	// not depend on where a later step of the process looks from.
@@ -194,9 +194,7 @@ func Load(getenv func(string) string) (*Config, error) {
 // a margin for jail set-up and recording the result. The sandbox enforces
 // the steps' own limits; this is the queue's backstop.
 func (c *Config) JobTimeout() time.Duration {
-	// Twice the steps: a job may first wait for a slot while another job's
-	// steps run (see worker.Overcommit).
-	return 2*(c.Compile.WallTime+c.Run.WallTime) + 5*time.Second
+	return c.Compile.WallTime + c.Run.WallTime + 5*time.Second
 }
 
 // LoopbackOnly reports whether addr listens only on a loopback address.

@@ -45,16 +45,7 @@ type Worker struct {
 	// budget is one more (see queue.Options.MaxAttempts).
 	Attempts int
 	Now      func() time.Time
-	// Slots bounds the programs running at once (RUNBOX_WORKER_CONCURRENCY:
-	// a run's wall-time limit is only fair if it has a CPU). River is given
-	// more jobs than slots, so that a job's bookkeeping (fetch, recording the
-	// result, completing the job) overlaps with other jobs' programs instead
-	// of leaving a CPU idle.
-	Slots chan struct{}
 }
-
-// Overcommit is how many jobs River may hand a worker process per slot.
-const Overcommit = 2
 
 // Work runs one attempt of an execution. A returned error makes River retry
 // the attempt later (transient failures only); a program's own failure is a
@@ -68,22 +59,6 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) er
 		r := internalError(log, "retry budget exhausted")
 		return w.finish(ctx, log, job, nil, r)
 	}
-
-	// A slot is taken before the execution is marked RUNNING, so that
-	// started_at and the queue wait mean what they say.
-	select {
-	case w.Slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	held := true
-	release := func() {
-		if held {
-			held = false
-			<-w.Slots
-		}
-	}
-	defer release()
 
 	e, err := w.Store.StartAttempt(ctx, id, attempt, w.Now())
 	if errors.Is(err, store.ErrFenced) || errors.Is(err, store.ErrExecutionNotFound) {
@@ -112,7 +87,6 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) er
 	w.Metrics.Running.Inc()
 	report, err := w.Sandbox.Execute(ctx, lang.Request(e.SourceCode, e.Stdin, w.Limits))
 	w.Metrics.Running.Dec()
-	release()
 	if err != nil {
 		w.Metrics.SandboxFailures.Inc()
 		return w.retry(ctx, log, job, e, err)
