@@ -301,3 +301,39 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("the first process started %v; want only %s", started, first)
 	}
 }
+
+// TestServeKilledOnSQLite: the embedded default is SIGKILLed mid-run and
+// started again on the same data directory. The run it was executing is
+// picked up at once (attempts 2), not after the rescue horizon: the new
+// process knows it is the only worker on the SQLite file.
+func TestServeKilledOnSQLite(t *testing.T) {
+	requireRoot(t)
+	env := map[string]string{
+		"RUNBOX_DATA_DIR":     t.TempDir(),
+		"RUNBOX_HTTP_ADDR":    freeAddr(t),
+		"RUNBOX_RESCUE_AFTER": "10m", // only the restart may re-run it within the test
+	}
+	p := spawn(t, "serve", env)
+	p.waitLog(t, "api listening")
+	s := &server{t: t, base: "http://" + env["RUNBOX_HTTP_ADDR"]}
+	sid := s.createSession("python", "import time\ntime.sleep(2)\nprint('again')\n")
+	id := s.do("POST", "/code-sessions/"+sid+"/run", nil).expect(t, 202, "").body["execution_id"].(string)
+	for len(p.started()) == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	_ = p.cmd.Wait()
+
+	p2 := spawn(t, "serve", env)
+	p2.waitLog(t, "api listening")
+	e := s.wait(id)
+	if e["status"] != "COMPLETED" || e["stdout"] != "again\n" || e["attempts"] != 2.0 {
+		t.Fatalf("after the restart: %v", e)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "time.sleep").CombinedOutput(); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("processes of the killed run survive: %s", out)
+	}
+}

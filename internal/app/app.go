@@ -132,6 +132,14 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 	}
 	defer q.Close()
 	if w != nil {
+		release, requeued, err := store.ClaimSQLiteWorker(ctx, st)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if requeued > 0 {
+			logger.Warn("requeued executions left running by a worker that died", "jobs", requeued)
+		}
 		w.Queue = q
 		// Not ctx: cancelling River's start context cancels running jobs,
 		// and a SIGTERM must let them finish (q.Stop below).
