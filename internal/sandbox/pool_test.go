@@ -160,3 +160,53 @@ func TestPooledJailRaisesLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolLingeringSocket: a unix socket kept alive only by its own fd in
+// flight outlives the program until the kernel's unix GC runs; a jail whose
+// network namespace still holds a socket after a run is not reused (had
+// the GC already run, it may be: either way the next run finds no socket).
+// A TCP connection killed with unread data is gone at once, and the jail
+// is reused.
+func TestPoolLingeringSocket(t *testing.T) {
+	s := newPoolSandbox(t)
+	for _, c := range []struct {
+		name, prog string
+		mustReuse  bool
+	}{
+		{"tcp with unread data", `
+import socket, os
+t = socket.socket(); t.bind(('127.0.0.1', 4242)); t.listen()
+c = socket.create_connection(('127.0.0.1', 4242)); a, _ = t.accept()
+c.setblocking(False)
+try:
+    while True: c.send(b'x' * 65536)
+except BlockingIOError: pass
+print('ok', flush=True)
+os._exit(0)
+`, true},
+		{"unix socket in flight", `
+import socket, os
+p, q = socket.socketpair()
+socket.send_fds(p, [b'x'], [q.fileno()])
+print('ok', flush=True)
+os._exit(0)
+`, false},
+	} {
+		pid := waitIdle(t, s)
+		r := run(t, s, Request{Run: Step{Argv: []string{"/usr/bin/python3", "-c", c.prog}, Limits: defLimits()}, Env: testEnv})
+		if string(r.Stdout) != "ok\n" {
+			t.Fatalf("%s: %s", c.name, describe(r))
+		}
+		reused := waitIdle(t, s) == pid
+		t.Logf("%s: jail reused %v", c.name, reused)
+		if c.mustReuse && !reused {
+			t.Errorf("%s: jail not reused", c.name)
+		}
+		r = run(t, s, Request{Run: Step{Argv: []string{"/usr/bin/python3", "-c",
+			"print([l.split()[2] for l in open('/proc/net/sockstat') if l.startswith('sockets:')][0])"},
+			Limits: defLimits()}, Env: testEnv})
+		if string(r.Stdout) != "0\n" {
+			t.Errorf("%s: sockets in the next run's namespace: %s", c.name, describe(r))
+		}
+	}
+}
