@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runbox/runbox/internal/testenv"
 )
 
 //go:embed testdata/hostile.c
@@ -29,19 +32,20 @@ func compileLimits() Limits {
 	return l
 }
 
-func newTestSandbox(t *testing.T) *Sandbox {
+func newTestSandbox(t *testing.T) *Sandbox { return newSandbox(t, Config{}) }
+
+// newSandbox is a Sandbox on a fresh directory, with debug logs when
+// SANDBOX_DEBUG is set under -v; at the end of the test it checks that
+// nothing of it is left and closes it. A sandbox that cannot be built (not
+// root, no cgroups) skips the test, or fails it in CI.
+func newSandbox(t *testing.T, cfg Config) *Sandbox {
 	t.Helper()
-	var log *slog.Logger
 	if testing.Verbose() && os.Getenv("SANDBOX_DEBUG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s, err := New(Config{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	cfg.Dir = t.TempDir()
+	s, err := New(cfg)
+	testenv.Require(t, err == nil, fmt.Sprintf("a working sandbox (%v)", err))
 	t.Cleanup(func() {
 		assertClean(t, s)
 		if err := s.Close(); err != nil {

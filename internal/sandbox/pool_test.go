@@ -10,21 +10,7 @@ import (
 
 // newPoolSandbox is a Sandbox with a pool of one jail, so that consecutive
 // runs reuse the same jail.
-func newPoolSandbox(t *testing.T) *Sandbox {
-	t.Helper()
-	s, err := New(Config{Dir: t.TempDir(), PoolSize: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		assertClean(t, s)
-		if err := s.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		assertClosed(t, s)
-	})
-	return s
-}
+func newPoolSandbox(t *testing.T) *Sandbox { return newSandbox(t, Config{PoolSize: 1}) }
 
 // waitIdle waits until the pool holds its jail and returns its init's pid.
 func waitIdle(t *testing.T, s *Sandbox) int {
