@@ -105,7 +105,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		"&_pragma=synchronous(NORMAL)" +
 		"&_pragma=foreign_keys(1)" +
 		"&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open(sqliteDriverName, dsn)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	reads, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	reads, err := sql.Open(sqliteDriverName, "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
 	if err != nil {
 		db.Close()
 		return nil, err
