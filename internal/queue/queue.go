@@ -90,7 +90,7 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 		RetryPolicy:          backoff{},
 		// A fetch right after an insert matters more than batching fetches:
 		// a learner is waiting on every run.
-		FetchCooldown:     2 * time.Millisecond,
+		FetchCooldown:     time.Millisecond,
 		FetchPollInterval: o.FetchPollInterval,
 		PeriodicJobs:      o.PeriodicJobs,
 	}
