@@ -185,7 +185,6 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		st.prog = prog
 		st.send(initMsg{Ok: true})
 	case "box":
-		defer closeFds(fds)
 		if err := st.mountBox(req, fds); err != nil {
 			return err
 		}
@@ -241,6 +240,14 @@ func unmountAll(m string) error {
 // mountBox mounts a fresh /box and writes the files (nothing untrusted runs
 // while we do; every open is O_EXCL|O_NOFOLLOW relative to the new mount).
 func (st *initState) mountBox(req *initReq, fds []int) error {
+	// The fds are closed through *os.File, never by number: a File left to
+	// the garbage collector would close its number later, by then perhaps
+	// reused by the next step's stdin (a learner's input vanished that way).
+	received := make([]*os.File, len(fds))
+	for i, fd := range fds {
+		received[i] = os.NewFile(uintptr(fd), "box-content")
+		defer received[i].Close()
+	}
 	if err := unmountAll("/box"); err != nil {
 		return err
 	}
@@ -259,7 +266,7 @@ func (st *initState) mountBox(req *initReq, fds []int) error {
 		return err
 	}
 	defer unix.Close(dfd)
-	content := os.NewFile(uintptr(fds[0]), "content")
+	content := received[0]
 	var off int64
 	for _, f := range req.Files {
 		mode := f.Mode & 0o777
@@ -361,8 +368,10 @@ func (st *initState) launch(req *initReq, fds []int) {
 		if err == syscall.ENOENT {
 			code = 127
 		}
-		_, _ = fmt.Fprintf(os.NewFile(uintptr(fds[2]), "stderr"), "runbox: cannot execute %s: %v\n", req.Argv[0], err)
-		closeFds(fds)
+		stderr := os.NewFile(uintptr(fds[2]), "stderr")
+		_, _ = fmt.Fprintf(stderr, "runbox: cannot execute %s: %v\n", req.Argv[0], err)
+		stderr.Close()
+		closeFds(fds[:2])
 		st.send(initMsg{Started: true})
 		st.send(initMsg{Exited: true, Status: uint32(code << 8)})
 		return
