@@ -51,9 +51,8 @@ package sandbox
 // (a) moves the set-up off the critical path but not off the CPU: every run
 // still pays a Go re-exec, a mount namespace copy, ~40 mounts and a network
 // namespace teardown, 2-5 ms of CPU per run, which caps parallel throughput
-// well below 0.85 of bare exec on 2 cores. (b) pays three tmpfs mounts per
-// run, one unshare (IPC, cgroup) and one cgroup mkdir per step (see "Where
-// the CPU goes" below). Isolation of a reused jail is
+// well below 0.85 of bare exec on 2 cores. (b) pays a few mounts, one
+// unshare and three cgroup mkdirs per step. Isolation of a reused jail is
 // shown to equal a fresh one's state by state:
 //   - processes: after the program exits, the launcher thread (pid 1's)
 //     kill(-1, SIGKILL)s the namespace and reaps until ECHILD before it
@@ -96,63 +95,6 @@ package sandbox
 // every process of the run is dead before Execute returns; clearing the
 // jail's tmpfs, removing step cgroups and killing surplus jails happen in
 // the background.
-//
-// # Where the CPU goes (pooled jails, measured)
-//
-// python3 -c 'print("hello")' from 2 goroutines on this 2-vCPU host
-// (kernel 6.18, cgroup v1). Method: TestCostProfile (RUNBOX_COST_PROFILE=
-// 500) under perf stat -e task-clock for the whole process tree (host,
-// inits, programs), perf record -a -g split by command and kernel symbol
-// for the kernel threads, /proc/<pid>/stat of the host and of the inits,
-// and a Go CPU profile of the host. Other users loaded the host at times:
-// bare and jailed runs were interleaved, and bare itself varied from 8.8
-// to 10.9 ms of CPU per run.
-//
-// Before (19996f3): 14.6-16.6 ms of CPU per run in the tree, plus ~0.85 ms
-// in kernel threads; bare 9-11. Per run:
-//
-//	program (python3)  ~10.8 ms; its user code runs a few % slower than
-//	                   bare (environment, caches), seccomp evaluation
-//	                   0.01 ms
-//	init ("exe")       ~2.0 ms, of which: new network namespace
-//	                   (copy_net_ns: setup_net, lo registration, sysctl
-//	                   tables) 0.58, lo up 0.07, seccomp load 0.12, caps
-//	                   0.06, /tmp /dev/shm /box mount+umount 0.2-0.3,
-//	                   JSON and Go runtime handoffs ~0.25, rest the fork
-//	                   and exec of the program
-//	host               ~1.3-1.5 ms (bare 0.4-0.8): cgroup mkdir, rmdir and
-//	                   migration in 3 hierarchies 0.47, cgroup file
-//	                   writes/reads (limits twice, the 10 ms cpuacct poll,
-//	                   procs, peak, OOM) ~0.35, goroutine scheduling ~0.2,
-//	                   JSON ~0.1
-//	kernel threads     ~0.85 ms: cleanup_net (network namespace teardown)
-//	                   0.43, RCU callbacks and expedited grace periods
-//	                   (umount) ~0.2, cgroup css offlining/freeing ~0.12
-//
-// After: 11.6-12.0 ms per run in the tree (host 1.1, inits 0.8), kernel
-// threads ~0.25 ms (memcg offlining 0.05, expedited RCU of the umounts
-// 0.1, IPC namespace freeing 0.02). TestCost, interleaved runs, before ->
-// after: sequential overhead 1.65-2.1 ms -> 1.04-1.06 ms; throughput ratio
-// to bare with 2 goroutines 0.62-0.64 -> 0.69-0.74, with 8 0.66 -> 0.75-0.77.
-// What did it:
-//
-//	one network namespace per jail instead of per step    ~1.2 ms
-//	v1: pids and cpuacct cgroups per jail, memory per step ~0.3 ms
-//	CPU limit checked when it can first be reached         ~0.05 ms
-//	memory limits written in the needed order only; the
-//	box request pipelined with the first step              ~0.05 ms
-//
-// Rejected, measured: dropping the per-step IPC namespace (its creation
-// and freeing cost 0.035 ms; SysV objects would need a cleanup pass);
-// reusing the memory cgroup (~0.15 ms: its charges, peak and OOM count
-// would carry over, and lowering its limit between runs reclaims shared
-// page cache); keeping /tmp, /dev/shm, /box mounted and emptying them
-// (~0.25 ms: the tmpfs root's ctime and inode numbers would tell a run
-// about the previous one); loading a precompiled seccomp filter (the
-// kernel builds one per seccomp() call, and a filter can only be shared
-// by inheritance, which must come after the per-step unshare: 0.1 ms).
-// Left: the init's JSON and runtime handoffs (~0.25 ms), one memory
-// cgroup per step, three tmpfs mounts per run, the launcher thread.
 
 import (
 	"bytes"
