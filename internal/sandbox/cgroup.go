@@ -240,8 +240,6 @@ type stepV1 struct {
 	placed bool
 	// memsw: memory.memsw.limit_in_bytes exists (swap accounting).
 	memsw bool
-	// memLim is the memory limit last written (0: none yet, unlimited).
-	memLim int64
 }
 
 func (c *cgroupV1) create(jail string, n int, prev stepCgroup, l Limits) (stepCgroup, error) {
@@ -282,23 +280,15 @@ func (s *stepV1) setLimits(l Limits) error {
 	if s.memsw {
 		// memsw exists only with swap accounting; equal limits = no swap.
 		// The kernel keeps memsw >= limit_in_bytes at every write: raise
-		// memsw first when growing, lower it last when shrinking (a new
-		// cgroup is unlimited).
+		// memsw first when growing, lower it last when shrinking.
 		memsw := filepath.Join(s.mem, "memory.memsw.limit_in_bytes")
-		files := []string{filepath.Join(s.mem, "memory.limit_in_bytes"), memsw}
-		switch {
-		case s.memLim < 0: // unknown
-			files = []string{memsw, files[0], memsw}
-		case s.memLim > 0 && l.MemoryBytes > s.memLim:
-			files[0], files[1] = files[1], files[0]
+		_ = writeFile(memsw, lim)
+		if err := writeFile(filepath.Join(s.mem, "memory.limit_in_bytes"), lim); err != nil {
+			return err
 		}
-		for i, f := range files {
-			if err := writeFile(f, lim); err != nil && !(len(files) == 3 && i == 0) {
-				s.memLim = -1
-				return err
-			}
+		if err := writeFile(memsw, lim); err != nil {
+			return err
 		}
-		s.memLim = l.MemoryBytes
 	} else {
 		if err := writeFile(filepath.Join(s.mem, "memory.limit_in_bytes"), lim); err != nil {
 			return err

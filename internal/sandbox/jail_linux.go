@@ -437,7 +437,6 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 			if m.Error != "" {
 				return internal(errors.New(m.Error))
 			}
-			// An "ok" here is the box's (see fillBox).
 			started = m.Started
 		case <-setup.C:
 			return internal(errors.New("jail set-up timed out"))

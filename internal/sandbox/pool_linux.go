@@ -135,14 +135,12 @@ func (j *jail) call(req *initReq, fds ...int) error {
 	return err
 }
 
-// fillBox has the init mount a fresh /box in the jail and write the files
-// (the host never touches a path inside the jail). It does not wait for
-// the init's "ok": the first step's request follows in the same stream,
-// and runStep reads the "ok" (or the error) before "started".
+// fillBox mounts a fresh /box in the jail and has the init write the files
+// (the host never touches a path inside the jail).
 func (j *jail) fillBox(size int64, files []File) error {
 	req := &initReq{Op: "box", BoxBytes: size}
 	if len(files) == 0 {
-		return j.sendOrKill(req)
+		return j.call(req)
 	}
 	fd, err := unix.MemfdCreate("runbox-files", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -156,15 +154,7 @@ func (j *jail) fillBox(size int64, files []File) error {
 		}
 		req.Files = append(req.Files, fileMeta{Name: f.Name, Mode: f.Mode, Size: int64(len(f.Content))})
 	}
-	return j.sendOrKill(req, fd)
-}
-
-func (j *jail) sendOrKill(req *initReq, fds ...int) error {
-	err := j.send(req, fds...)
-	if err != nil {
-		j.kill()
-	}
-	return err
+	return j.call(req, fd)
 }
 
 // stepCgroup returns a cgroup no step has used, with the step's limits,
