@@ -40,9 +40,7 @@ package sandbox
 //	       the compile and run steps, which run in the same jail. The host
 //	       mounts nothing and never opens a path inside a jail.
 //	step   a fresh cgroup with the step's limits (the init moves into it,
-//	       the previous one is removed in the background; on cgroup v1
-//	       only the memory cgroup is new, pids and cpuacct are the
-//	       jail's, see stepV1), fresh /tmp and
+//	       the previous one is removed in the background), fresh /tmp and
 //	       /dev/shm tmpfs, and a fresh IPC and cgroup namespace, unshared
 //	       by the dedicated thread that forks the program. The network
 //	       namespace (lo only) is the jail's own, shared by its runs.
@@ -79,9 +77,7 @@ package sandbox
 //     What a later run can still read is the namespace's statistics
 //     (/proc/net/snmp, netstat, dev counters of lo).
 //   - cgroup counters (memory peak, OOM count, CPU, pids): a new cgroup
-//     per step (v1: a new memory cgroup; the jail's pids cgroup holds no
-//     history, only live processes, checked to be the init alone after
-//     every step, and CPU is read as a difference of the jail's cpuacct).
+//     per step.
 //   - credentials, capabilities, seccomp, no_new_privs: per-thread
 //     attributes of the launcher thread, created anew per step; the
 //     thread ends locked so the Go runtime destroys it.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -173,25 +174,21 @@ func (j *jail) stepCgroup(s *Sandbox, l Limits) (stepCgroup, error) {
 // step is dead) is removed in the background.
 func (j *jail) enterCgroup(s *Sandbox, l Limits) (stepCgroup, error) {
 	j.cgN++
-	old := j.cg
-	cg, err := s.cg.create(j.id, j.cgN, old, l)
+	cg, err := s.cg.create(j.id+"-"+strconv.Itoa(j.cgN), l)
 	if err != nil {
 		return nil, err
 	}
 	if err := cg.place(j.pid); err != nil {
-		if old != nil {
-			_ = cg.release() // the rest is old's, destroyed with the jail
-		} else {
-			_ = cg.destroy()
-		}
+		_ = cg.destroy()
 		return nil, err
 	}
+	old := j.cg
 	j.cg = cg
 	if old != nil {
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
-			if err := old.release(); err != nil {
+			if err := old.destroy(); err != nil {
 				s.log.Error("sandbox: destroy cgroup", "err", err)
 			}
 		}()
