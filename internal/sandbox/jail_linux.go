@@ -452,11 +452,8 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	var exited *initMsg
 	wall := time.NewTimer(lim.WallTime)
 	defer wall.Stop()
-	// The step's processes can use at most ncpu seconds of CPU per second:
-	// the CPU limit cannot be reached before (limit - used) / ncpu, so that
-	// is when we look next (a short program is never polled at all).
-	cpuCheck := time.NewTimer(cpuCheckAfter(lim.CPUTime))
-	defer cpuCheck.Stop()
+	tick := time.NewTicker(cpuPollInterval)
+	defer tick.Stop()
 loop:
 	for exited == nil {
 		select {
@@ -474,15 +471,9 @@ loop:
 			}
 		case <-wall.C:
 			kill(killTime)
-		case <-cpuCheck.C:
-			u, err := cg.cpuUsage()
-			switch {
-			case err == nil && u-cpu0 >= lim.CPUTime:
+		case <-tick.C:
+			if u, err := cg.cpuUsage(); err == nil && u-cpu0 >= lim.CPUTime {
 				kill(killTime)
-			case err == nil:
-				cpuCheck.Reset(cpuCheckAfter(lim.CPUTime - (u - cpu0)))
-			default:
-				cpuCheck.Reset(cpuPollInterval)
 			}
 		case <-ctx.Done():
 			kill(killCancel)
@@ -543,26 +534,6 @@ loop:
 	}
 	log.Debug("sandbox step done", "outcome", rep.Outcome, "wall", rep.WallTime, "cpu", rep.CPUTime, "mem", rep.MemoryBytes)
 	return rep, nil
-}
-
-// onlineCPUs bounds how many CPUs a step's processes can run on at once.
-var onlineCPUs = sync.OnceValue(func() int {
-	n := 0
-	if b, err := os.ReadFile("/proc/stat"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if len(l) > 3 && l[:3] == "cpu" && l[3] >= '0' && l[3] <= '9' {
-				n++
-			}
-		}
-	}
-	return max(n, runtime.NumCPU(), 1)
-})
-
-// cpuCheckAfter is how long a step with left CPU time left can run before
-// it may have used it all: left spread over every CPU, at least
-// cpuPollInterval (the precision of the CPU limit).
-func cpuCheckAfter(left time.Duration) time.Duration {
-	return max(left/time.Duration(onlineCPUs()), cpuPollInterval)
 }
 
 const (
