@@ -17,9 +17,8 @@ package sandbox
 //
 // The init stays root with its capabilities (it remounts between steps); the
 // program never gets any: each step is launched from a dedicated, locked OS
-// thread that first unshares a fresh IPC and cgroup namespace for itself
-// (the network namespace is the jail's, see setupNet and netEmpty), drops
-// the capability bounding/ambient/inheritable
+// thread that first unshares a fresh IPC, network and cgroup namespace for
+// itself, brings lo up, drops the capability bounding/ambient/inheritable
 // sets, sets no_new_privs and loads the seccomp filter - all per-thread
 // attributes that the forked program inherits and that no other thread of
 // the init has - then forks the program as jailUID. That thread reaps the
@@ -35,8 +34,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -175,9 +172,6 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		if err := buildRoot(req); err != nil {
 			return err
 		}
-		if err := setupNet(); err != nil {
-			return err
-		}
 		prog, err := seccompProgram()
 		if err != nil {
 			return err
@@ -195,9 +189,6 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			if err := unmountAll(m); err != nil {
 				return err
 			}
-		}
-		if err := netEmpty(); err != nil {
-			return err
 		}
 		st.send(initMsg{Ok: true})
 	case "step":
@@ -330,11 +321,11 @@ func (st *initState) launch(req *initReq, fds []int) {
 	}
 	// Fresh namespaces for this thread (and so for the program); the
 	// cgroup namespace is rooted at the step's cgroup, where we are now.
-	// The network namespace is the jail's own, kept between steps (see
-	// setupNet and netEmpty): creating and tearing down one per step was
-	// the dearest part of a step (about 1 ms of CPU).
-	if err := unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP); err != nil {
+	if err := unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP); err != nil {
 		fail(fmt.Errorf("unshare: %w", err))
+	}
+	if err := loopbackUp(); err != nil {
+		fail(err)
 	}
 	// Rlimits belong to the whole init process and the program inherits
 	// them; the host only ever lowers them (see jail.rlim), since raising a
@@ -431,56 +422,6 @@ func dropCapabilities() error {
 	data[0].Inheritable, data[1].Inheritable = 0, 0
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
-	}
-	return nil
-}
-
-// setupNet prepares the jail's network namespace, shared by its steps:
-// lo up, and no TCP TIME_WAIT sockets (tcp_max_tw_buckets 0: a closed
-// connection is freed at once instead of lingering into the next run).
-// Called before pivot_root, through the host's /proc (net sysctls are
-// those of the writer's network namespace).
-func setupNet() error {
-	if err := loopbackUp(); err != nil {
-		return err
-	}
-	if err := os.WriteFile("/proc/sys/net/ipv4/tcp_max_tw_buckets", []byte("0"), 0); err != nil {
-		return fmt.Errorf("tcp_max_tw_buckets: %w", err)
-	}
-	return nil
-}
-
-// netEmpty checks that no socket is left in the jail's network namespace
-// (all the step's processes are dead, so their sockets are closed; what
-// could linger is an orphaned TCP connection still closing, or unix
-// sockets held only by fds in flight until the unix GC runs). A jail that
-// fails the check is not reused, so nothing of a run's network state -
-// listening or bound ports, abstract unix names, connections - can reach
-// the next run. /proc/net/sockstat's "sockets: used" is the namespace's
-// count of sockets created by processes, of every family (the kernel's own
-// sockets are not counted); "tw" its TIME_WAIT count. (Listing
-// /proc/net/tcp instead walks the host-wide hash table: ~1 ms.)
-func netEmpty() error {
-	b, err := os.ReadFile("/proc/net/sockstat")
-	if err != nil {
-		return err
-	}
-	used, tw := int64(-1), int64(-1)
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 3 && f[0] == "sockets:" && f[1] == "used":
-			used, _ = strconv.ParseInt(f[2], 10, 64)
-		case len(f) > 0 && f[0] == "TCP:":
-			for i := 1; i+1 < len(f); i += 2 {
-				if f[i] == "tw" {
-					tw, _ = strconv.ParseInt(f[i+1], 10, 64)
-				}
-			}
-		}
-	}
-	if used != 0 || tw != 0 {
-		return fmt.Errorf("sockets left in the jail's network namespace (used %d, time-wait %d)", used, tw)
 	}
 	return nil
 }

@@ -41,9 +41,8 @@ package sandbox
 //	       mounts nothing and never opens a path inside a jail.
 //	step   a fresh cgroup with the step's limits (the init moves into it,
 //	       the previous one is removed in the background), fresh /tmp and
-//	       /dev/shm tmpfs, and a fresh IPC and cgroup namespace, unshared
-//	       by the dedicated thread that forks the program. The network
-//	       namespace (lo only) is the jail's own, shared by its runs.
+//	       /dev/shm tmpfs, and a fresh IPC, network and cgroup namespace,
+//	       unshared by the dedicated thread that forks the program.
 //
 // Why reuse (design b) rather than single-use prepared jails (design a):
 // (a) moves the set-up off the critical path but not off the CPU: every run
@@ -60,32 +59,18 @@ package sandbox
 //   - files: /box, /tmp, /dev/shm are new tmpfs instances per run/step; the
 //     rest of the root is read-only; the old instances are detached (and
 //     freed, no process holding them) when the jail goes back to the pool.
-//   - SysV IPC, POSIX message queues: a new IPC namespace per step, held
-//     only by the step's processes, so the old one dies with them.
-//   - network: one namespace per jail (a new one per step cost ~1 ms of
-//     CPU: setup_net, lo registration, then cleanup_net in a kworker). A
-//     socket is freed when the last fd to it closes, and every process of
-//     the step is dead, so listening/bound ports, connections and abstract
-//     unix names die with the step; TIME_WAIT is switched off in the jail's
-//     namespace (tcp_max_tw_buckets 0), and before a jail goes back to the
-//     pool its init checks that the namespace holds no socket at all
-//     (/proc/net/sockstat: none used, none in TIME_WAIT), else the jail is
-//     destroyed - this covers orphaned TCP connections still closing and
-//     unix sockets kept alive only by fds in flight. Routes, addresses,
-//     firewall and sysctls cannot be changed by the program (no
-//     CAP_NET_ADMIN; netlink and packet sockets are denied by seccomp).
-//     What a later run can still read is the namespace's statistics
-//     (/proc/net/snmp, netstat, dev counters of lo).
+//   - SysV IPC, POSIX message queues, abstract unix sockets, loopback
+//     sockets: a new IPC and network namespace per step, held only by the
+//     step's processes, so the old ones die with them.
 //   - cgroup counters (memory peak, OOM count, CPU, pids): a new cgroup
 //     per step.
 //   - credentials, capabilities, seccomp, no_new_privs: per-thread
 //     attributes of the launcher thread, created anew per step; the
 //     thread ends locked so the Go runtime destroys it.
 //   - what remains shared between runs of one jail: the UTS namespace (the
-//     program cannot change it), the network namespace's counters (above)
-//     and the pid namespace, whose pid numbers keep growing (a program can
-//     infer how many processes earlier runs of its jail started, and how
-//     many packets they sent over lo; a jail retires after maxJailUses runs).
+//     program cannot change it) and the pid namespace, whose pid numbers
+//     keep growing (a program can infer how many processes earlier runs of
+//     its jail started; a jail retires after maxJailUses runs).
 //
 // Teardown off the critical path: the verdict and output are final and
 // every process of the run is dead before Execute returns; clearing the

@@ -23,9 +23,6 @@ import (
 // things, how far its pid numbers grow).
 const maxJailUses = 1000
 
-// jailsStarted counts jail inits started (tests).
-var jailsStarted atomic.Int64
-
 // jail is one prepared init (see init_linux.go) and the host's ends.
 type jail struct {
 	id    string
@@ -209,7 +206,6 @@ func roKey(paths []string) string {
 
 // startJail starts and sets up a jail init, ready for a run.
 func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
-	jailsStarted.Add(1)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -336,10 +332,7 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 		defer s.bg.Done()
 		keep := reusable && !j.dead() && j.uses < maxJailUses && j.roKey == roKey(nil)
 		if keep {
-			if err := j.call(&initReq{Op: "clear"}); err != nil {
-				s.log.Warn("sandbox: jail not reused", "jail", j.id, "err", err)
-				keep = false
-			}
+			keep = j.call(&initReq{Op: "clear"}) == nil
 		}
 		if keep {
 			_, err := j.enterCgroup(s, idleLimits())
