@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/runbox/runbox/internal/testenv"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -56,9 +57,7 @@ func start(t *testing.T, sub string, env map[string]string) *server {
 		"RUNBOX_RUN_BURST":           "1000",
 		"RUNBOX_FETCH_POLL_INTERVAL": "200ms",
 	}
-	for k, v := range env {
-		vars[k] = v
-	}
+	maps.Copy(vars, env)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	logs := &syncBuffer{}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,9 +145,7 @@ func splitDeployment(t *testing.T, workers int, env map[string]string) (*server,
 		"RUNBOX_RUN_BURST":                "1000",
 		"RUNBOX_MAX_INFLIGHT_PER_SESSION": "100",
 	}
-	for k, v := range env {
-		base[k] = v
-	}
+	maps.Copy(base, env)
 	m := exec.Command(binary(t), "migrate")
 	m.Env = []string{"RUNBOX_DATABASE_URL=" + base["RUNBOX_DATABASE_URL"], "RUNBOX_DATA_DIR=" + base["RUNBOX_DATA_DIR"]}
 	if out, err := m.CombinedOutput(); err != nil {
@@ -155,9 +154,7 @@ func splitDeployment(t *testing.T, workers int, env map[string]string) (*server,
 	var ws []*proc
 	for range workers {
 		wenv := map[string]string{"RUNBOX_METRICS_ADDR": freeAddr(t)}
-		for k, v := range base {
-			wenv[k] = v
-		}
+		maps.Copy(wenv, base)
 		w := spawn(t, "worker", wenv)
 		w.metricsAddr = wenv["RUNBOX_METRICS_ADDR"]
 		w.waitLog(t, "workers started")
@@ -165,9 +162,7 @@ func splitDeployment(t *testing.T, workers int, env map[string]string) (*server,
 	}
 	addr := freeAddr(t)
 	apiEnv := map[string]string{"RUNBOX_HTTP_ADDR": addr}
-	for k, v := range base {
-		apiEnv[k] = v
-	}
+	maps.Copy(apiEnv, base)
 	a := spawn(t, "api", apiEnv)
 	a.waitLog(t, "api listening")
 	return &server{t: t, base: "http://" + addr}, ws
