@@ -16,7 +16,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib" // also registers driver "pgx"
-	_ "modernc.org/sqlite"           // driver "sqlite"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/session"
@@ -124,11 +125,31 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	reads.SetMaxOpenConns(4)
 	reads.SetMaxIdleConns(4)
 	s := &sqlStore{db: db, saves: db, reads: reads, d: sqliteDialect, path: path}
-	if err := s.Ping(ctx); err != nil {
+	if err := pingSQLite(ctx, s); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// pingSQLite opens the first connection, which runs the DSN's pragmas.
+// While another process switches a new file to WAL, SQLite answers
+// SQLITE_BUSY at once, without calling the busy handler, so busy_timeout
+// does not cover it: retry for as long as busy_timeout would have waited.
+func pingSQLite(ctx context.Context, s *sqlStore) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := s.db.PingContext(ctx)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return s.Ping(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 func openPostgres(ctx context.Context, url string) (Store, error) {
