@@ -36,6 +36,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -207,6 +208,7 @@ func (st *initState) handle(req *initReq, fds []int) error {
 				return mountErr("tmpfs", m, err)
 			}
 		}
+		spareThreads(spareInitThreads)
 		go st.launch(req, fds)
 	default:
 		closeFds(fds)
@@ -367,14 +369,22 @@ func (st *initState) launch(req *initReq, fds []int) {
 		st.send(initMsg{Exited: true, Status: uint32(code << 8)})
 		return
 	}
-	// Our copies of the program's pipes must not keep them open.
-	closeFds(fds)
-	st.send(initMsg{Started: true})
+	// From here until the program is reaped, only raw syscalls (see
+	// rawWait4). Our copies of the program's pipes must not keep them open.
+	for _, fd := range fds {
+		_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
+	}
+	st.mu.Lock()
+	_, _, e := syscall.RawSyscall(syscall.SYS_WRITE, 3, uintptr(unsafe.Pointer(&startedMsg[0])), uintptr(len(startedMsg)))
+	st.mu.Unlock()
+	if e != 0 {
+		os.Exit(4)
+	}
 	var status syscall.WaitStatus
 	for {
 		var ws syscall.WaitStatus
 		// As pid 1 we also reap the program's orphans.
-		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
+		wpid, err := rawWait4(&ws)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -389,13 +399,66 @@ func (st *initState) launch(req *initReq, fds []int) {
 	// Kill what the program left (daemons, double forks) and reap it all:
 	// after ECHILD no process but us is left in the pid namespace.
 	for {
-		_ = syscall.Kill(-1, syscall.SIGKILL)
-		_, err := syscall.Wait4(-1, nil, 0, nil)
+		_, _, _ = syscall.RawSyscall(syscall.SYS_KILL, ^uintptr(0), uintptr(syscall.SIGKILL), 0)
+		_, err := rawWait4(nil)
 		if err == syscall.ECHILD {
 			break
 		}
 	}
 	st.send(initMsg{Exited: true, Status: uint32(status)})
+}
+
+// spareInitThreads is how many idle OS threads the init keeps ready for
+// its Go runtime before each step.
+const spareInitThreads = 3
+
+// spareThreads makes sure the Go runtime has at least n idle OS threads
+// (Ms), creating the missing ones now, while the step's pids cgroup still
+// has room. During a step the program can fill pids.max, and then creating
+// a thread fails and the runtime aborts. The runtime needs an idle M
+// whenever the launch goroutine, locked to its thread, is preempted or
+// blocks (the P is handed to another M while it waits); idle Ms are never
+// freed, but the launch thread ends locked, so each step uses one up.
+// n goroutines locked at the same time hold n distinct Ms; when they
+// unlock and exit, those Ms go idle.
+func spareThreads(n int) {
+	var ready, done sync.WaitGroup
+	ready.Add(n)
+	done.Add(n)
+	release := make(chan struct{})
+	for range n {
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			ready.Done()
+			<-release
+			runtime.UnlockOSThread()
+		}()
+	}
+	ready.Wait()
+	close(release)
+	done.Wait()
+}
+
+// startedMsg is the "started" message, encoded ahead (see rawWait4).
+var startedMsg, _ = json.Marshal(initMsg{Started: true})
+
+// rawWait4 is wait4(-1, ws, 0, nil) without telling the Go runtime that
+// the thread blocks. The program shares the step's pids cgroup with the
+// init, so while it runs the init must never need a new OS thread: a fork
+// bomb fills pids.max, thread creation fails and the Go runtime aborts,
+// taking the jail down without a verdict. A goroutine blocked in a plain
+// syscall gives its P away, and the runtime may start a thread to use it;
+// one blocked in a raw syscall keeps the only P (GOMAXPROCS=1), so nothing
+// else in the init runs, and nothing needs a thread, until the program and
+// everything it forked are dead. (SIGURG preemption restarts the call:
+// the runtime installs its handlers with SA_RESTART.)
+func rawWait4(ws *syscall.WaitStatus) (int, error) {
+	pid, _, e := syscall.RawSyscall6(syscall.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(ws)), 0, 0, 0, 0)
+	if e != 0 {
+		return int(pid), e
+	}
+	return int(pid), nil
 }
 
 // dropCapabilities empties the calling thread's capability bounding,

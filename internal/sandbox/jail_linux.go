@@ -412,6 +412,12 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	for !started {
 		select {
 		case m, ok := <-j.msgs:
+			if !ok && killReason.Load() == killOutput {
+				// The program started and passed the output limit before
+				// we read "started": the main loop below gives the verdict.
+				started = true
+				break
+			}
 			if !ok {
 				return internal(errors.New("jail init died during set-up"))
 			}

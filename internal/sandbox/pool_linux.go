@@ -217,12 +217,15 @@ func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
+	stderr := &headBuffer{max: 4 << 10}
 	j := &jail{id: s.prefix + "-" + randomID()[:12], roKey: roKey(readOnly), conn: c.(*net.UnixConn),
 		msgs: make(chan initMsg, 4), exited: make(chan struct{})}
 	j.cmd = &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{initArgv0},
-		Env:        []string{"GOMAXPROCS=1", "GOTRACEBACK=none"},
+		Path: "/proc/self/exe",
+		Args: []string{initArgv0},
+		Env:  []string{"GOMAXPROCS=1", "GOTRACEBACK=none"},
+		// What the init's Go runtime says if it dies on its own.
+		Stderr:     stderr,
 		ExtraFiles: []*os.File{childF}, // fd 3
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET |
@@ -245,7 +248,9 @@ func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
 	j.pid = j.cmd.Process.Pid
 	go func() {
 		_ = j.cmd.Wait()
-		j.killed.Store(true)
+		if !j.killed.Swap(true) {
+			s.log.Error("sandbox: jail init died on its own", "jail", j.id, "state", j.cmd.ProcessState.String(), "stderr", stderr.String())
+		}
 		close(j.exited)
 	}()
 	go func() {
@@ -422,4 +427,24 @@ func (s *Sandbox) drain() {
 			return
 		}
 	}
+}
+
+// headBuffer keeps the first max bytes written to it.
+type headBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.b = append(h.b, p[:min(len(p), h.max-len(h.b))]...)
+	return len(p), nil
+}
+
+func (h *headBuffer) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return string(h.b)
 }
