@@ -46,6 +46,7 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"unknown field", "POST", "/code-sessions", map[string]any{"language": "python", "extra": 1}, 400, "invalid_request"},
 		{"wrong type", "POST", "/code-sessions", map[string]any{"language": 7}, 400, "invalid_request"},
 		{"two objects", "POST", "/code-sessions", `{"language":"python"}{}`, 400, "invalid_request"},
+		{"not an object", "POST", "/code-sessions/" + id + "/run", `[1]`, 400, "invalid_request"},
 		{"source too large", "POST", "/code-sessions", map[string]any{"language": "python", "source_code": strings.Repeat("x", 1001)}, 413, "source_too_large"},
 		{"body too large", "POST", "/code-sessions", map[string]any{"language": "python", "source_code": strings.Repeat("x", 2<<20)}, 413, "body_too_large"},
 		{"malformed id", "GET", "/code-sessions/not-a-uuid", nil, 404, "session_not_found"},
@@ -71,6 +72,9 @@ func TestSessionsAndErrors(t *testing.T) {
 			r := s.do(c.method, c.path, c.body).expect(t, c.status, c.code)
 			if c.status == 405 && r.header.Get("Allow") == "" {
 				t.Error("405 without Allow")
+			}
+			if d, _ := r.body["detail"].(string); d == "" || strings.Contains(d, "field  ") {
+				t.Errorf("unclear detail: %s", r.raw)
 			}
 			for _, leak := range []string{"/tmp", "sql", "SQL", "goroutine", ".go:"} {
 				if strings.Contains(string(r.raw), leak) {

@@ -113,6 +113,8 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 	switch {
 	case errors.Is(err, io.EOF):
 		return errorf(http.StatusBadRequest, "invalid_request", "request body is required")
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		return errorf(http.StatusBadRequest, "invalid_request", "request body must be a JSON object")
 	case errors.As(err, &typeErr):
 		return errorf(http.StatusBadRequest, "invalid_request", "field "+typeErr.Field+" has the wrong type")
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
