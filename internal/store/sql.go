@@ -140,9 +140,12 @@ func pingSQLite(ctx context.Context, s *sqlStore) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		err := s.db.PingContext(ctx)
+		if err == nil {
+			return nil
+		}
 		var se *sqlite.Error
-		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
-			return s.Ping(ctx)
+		if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY || time.Now().After(deadline) {
+			return s.Ping(ctx) // the error, as ErrUnavailable
 		}
 		select {
 		case <-ctx.Done():
