@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +72,32 @@ func cProg(l Limits, args ...string) Request {
 		Run:     Step{Argv: append([]string{"/box/hostile"}, args...), Limits: l},
 		Env:     testEnv,
 	}
+}
+
+// hostServesI386Syscalls reports whether int 0x80 reaches the kernel at
+// all, by running hostile.c's i386 mode on the host, outside any jail.
+func hostServesI386Syscalls(t *testing.T) bool {
+	t.Helper()
+	dir := t.TempDir()
+	src, bin := filepath.Join(dir, "hostile.c"), filepath.Join(dir, "hostile")
+	if err := os.WriteFile(src, hostileC, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("/usr/bin/gcc", "-O1", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "i386").Output()
+	if err == nil && strings.HasPrefix(string(out), "i386 syscall returned") {
+		return true
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGSEGV {
+			return false
+		}
+	}
+	t.Fatalf("i386 probe on the host: %q %v", out, err)
+	return false
 }
 
 func run(t *testing.T, s *Sandbox, req Request) *StepReport {

@@ -31,6 +31,14 @@ func TestVerdicts(t *testing.T) {
 	// even on a loaded machine.
 	spin := short
 	spin.WallTime = 10 * time.Second
+	// Where the kernel serves the 32-bit syscall ABI, our filter must kill
+	// the call (SIGSYS); where it does not (e.g. paravirtualised guests),
+	// int 0x80 faults before any filter runs, in the jail as on the host.
+	i386Signal := "SIGSYS"
+	if !hostServesI386Syscalls(t) {
+		t.Log("this kernel does not serve int 0x80: only the fault is checked; TestSeccompProgram checks the filter's arch test")
+		i386Signal = "SIGSEGV"
+	}
 	cpuBound := func(t *testing.T, r *StepReport) {
 		if r.CPUTime < spin.CPUTime || r.CPUTime > spin.CPUTime+500*time.Millisecond || r.WallTime > 9*time.Second {
 			t.Errorf("cpu %v wall %v for a %v CPU limit", r.CPUTime, r.WallTime, spin.CPUTime)
@@ -122,8 +130,8 @@ func TestVerdicts(t *testing.T) {
 			}
 		}},
 		{name: "i386 syscall killed", req: cProg(defLimits(), "i386"), want: OutcomeSignaled, check: func(t *testing.T, r *StepReport) {
-			if r.Signal != "SIGSYS" {
-				t.Errorf("signal %q", r.Signal)
+			if r.Signal != i386Signal {
+				t.Errorf("signal %q, want %s", r.Signal, i386Signal)
 			}
 		}},
 		{name: "fork bomb c", req: cProg(short, "forkbomb"), want: OutcomeTimeLimit, maxWall: 4 * time.Second},

@@ -1,11 +1,13 @@
 package sandbox
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,6 +37,76 @@ func TestSeccompProgram(t *testing.T) {
 		if !seen[must] {
 			t.Errorf("%s not denied", must)
 		}
+	}
+}
+
+// TestSeccompVerdicts runs the assembled filter in a BPF interpreter, so
+// that the verdict for a foreign architecture is proven even on kernels
+// where int 0x80 never reaches seccomp (see TestVerdicts).
+func TestSeccompVerdicts(t *testing.T) {
+	prog, err := seccompProgram()
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts := make([]bpf.Instruction, len(prog))
+	for i, f := range prog {
+		insts[i] = bpf.RawInstruction{Op: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}.Disassemble()
+	}
+	vm, err := bpf.NewVM(insts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		auditArchI386 = 0x40000003
+		x32Bit        = 0x40000000
+		allow         = unix.SECCOMP_RET_ALLOW
+		eperm         = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
+		enosys        = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
+		kill          = unix.SECCOMP_RET_KILL_PROCESS
+	)
+	for _, c := range []struct {
+		name string
+		arch uint32
+		nr   uint32
+		args []uint64
+		want uint32
+	}{
+		{"getpid", auditArchX86_64, unix.SYS_GETPID, nil, allow},
+		{"i386 getpid", auditArchI386, 20, nil, kill},
+		{"i386 mount", auditArchI386, 21, nil, kill},
+		{"mount", auditArchX86_64, unix.SYS_MOUNT, nil, eperm},
+		{"unshare", auditArchX86_64, unix.SYS_UNSHARE, []uint64{unix.CLONE_NEWNET}, eperm},
+		{"x32 getpid", auditArchX86_64, x32Bit | unix.SYS_GETPID, nil, enosys},
+		{"clone3", auditArchX86_64, unix.SYS_CLONE3, nil, enosys},
+		{"clone for fork", auditArchX86_64, unix.SYS_CLONE, []uint64{uint64(unix.SIGCHLD)}, allow},
+		{"clone with a new netns", auditArchX86_64, unix.SYS_CLONE, []uint64{unix.CLONE_NEWNET | uint64(unix.SIGCHLD)}, eperm},
+		{"clone with a new user ns", auditArchX86_64, unix.SYS_CLONE, []uint64{unix.CLONE_NEWUSER}, eperm},
+		{"socket inet", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_INET}, allow},
+		{"socket unix", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_UNIX}, allow},
+		{"socket netlink", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_NETLINK}, eperm},
+		{"socket packet", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_PACKET}, eperm},
+		{"personality query", auditArchX86_64, unix.SYS_PERSONALITY, []uint64{0xffffffff}, allow},
+		{"personality change", auditArchX86_64, unix.SYS_PERSONALITY, []uint64{0x0040000}, eperm},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			// struct seccomp_data as the kernel lays it out on x86_64, each
+			// 32-bit word big-endian because that is how the interpreter
+			// loads (the kernel loads native words).
+			data := make([]byte, 64)
+			binary.BigEndian.PutUint32(data[0:], c.nr)
+			binary.BigEndian.PutUint32(data[4:], c.arch)
+			for i, a := range c.args {
+				binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
+				binary.BigEndian.PutUint32(data[16+8*i+4:], uint32(a>>32))
+			}
+			got, err := vm.Run(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uint32(got) != c.want {
+				t.Errorf("verdict %#x, want %#x", uint32(got), c.want)
+			}
+		})
 	}
 }
 
