@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,7 +182,11 @@ func measureSandbox(ctx context.Context, o *Options, b Baseline, logf func(strin
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(tmp, "jails")})
+	// Warnings and errors (a jail init that died, a cgroup that could not
+	// be removed) go to stderr, beside the progress lines: a failed
+	// Execute alone would not say why.
+	sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(tmp, "jails"),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return nil, err
 	}

@@ -204,3 +204,39 @@ func TestValidateRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCPUList(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int
+		bad  bool
+	}{
+		{in: "0", want: 1},
+		{in: "0-1", want: 2},
+		{in: "0-3,8,10-11", want: 7},
+		{in: "", bad: true},
+		{in: "x", bad: true},
+		{in: "3-1", bad: true},
+		{in: "0-", bad: true},
+	} {
+		n, err := parseCPUList(c.in)
+		if (err != nil) != c.bad || n != c.want {
+			t.Errorf("parseCPUList(%q) = %d, %v", c.in, n, err)
+		}
+	}
+}
+
+func TestNextCPUCheck(t *testing.T) {
+	cpus := time.Duration(hostCPUs())
+	for _, c := range []struct{ remaining, want time.Duration }{
+		// The soonest the allowance can run out with every CPU busy.
+		{remaining: 5 * time.Second, want: 5 * time.Second / cpus},
+		// Never more often than the fixed poll.
+		{remaining: cpuPollInterval, want: cpuPollInterval},
+		{remaining: 0, want: cpuPollInterval},
+	} {
+		if got := nextCPUCheck(c.remaining); got != c.want {
+			t.Errorf("nextCPUCheck(%v) = %v, want %v", c.remaining, got, c.want)
+		}
+	}
+}
