@@ -78,10 +78,14 @@ func (j *jail) applyRlimits(want []rlimit) []rlimit {
 	return want
 }
 
-// kill kills the init, and with it (pid 1) its whole pid namespace.
+// kill kills the init, and with it (pid 1) its whole pid namespace. It
+// signals through the process handle (a pidfd), never the bare pid: kill
+// is also called after the init died and was reaped (a dead jail taken
+// from the pool, discard after a killed step), and by then its pid may
+// belong to any process of the host (pid_max is 32768 on some hosts).
 func (j *jail) kill() {
 	j.killed.Store(true)
-	_ = unix.Kill(j.pid, unix.SIGKILL)
+	_ = j.cmd.Process.Kill()
 }
 
 // wait returns once the init is reaped: the kernel reaps pid 1 only after
