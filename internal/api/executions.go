@@ -81,6 +81,7 @@ func (s *server) run() http.Handler {
 			return
 		}
 		if created {
+			s.Queue.Wake()
 			s.Logger.Info("execution queued", "execution_id", stored.ID, "session_id", stored.SessionID,
 				"language", stored.Language, "status", stored.Status, "request_id", requestID(r))
 		}

@@ -26,9 +26,11 @@ import (
 	"github.com/runbox/runbox/internal/telemetry"
 )
 
-// Enqueuer inserts an execution's job inside the store's transaction.
+// Enqueuer inserts an execution's job inside the store's transaction, and
+// wakes local workers once that transaction has committed.
 type Enqueuer interface {
 	Enqueue(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error
+	Wake()
 }
 
 // Deps are everything the API needs; cmd/runbox builds them.

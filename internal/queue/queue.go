@@ -55,6 +55,7 @@ type Queue struct {
 	complete func(ctx context.Context, tx *sql.Tx, job *river.Job[ExecuteArgs]) error
 	pool     *pgxpool.Pool
 	max      int
+	wake     chan struct{} // SQLite only: see wake.go
 }
 
 // New builds the client; Start it when Options.Workers is set.
@@ -63,7 +64,8 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 	var driver riverdriver.Driver[*sql.Tx]
 	switch o.Store.Driver() {
 	case "sqlite":
-		driver = riversqlite.New(o.Store.DB())
+		q.wake = make(chan struct{}, 1)
+		driver = &wakingSQLiteDriver{Driver: riversqlite.New(o.Store.DB()), wake: q.wake}
 		q.complete = func(ctx context.Context, tx *sql.Tx, job *river.Job[ExecuteArgs]) error {
 			_, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job)
 			return err
@@ -111,6 +113,15 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 func (q *Queue) Enqueue(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error {
 	_, err := q.client.InsertTx(ctx, tx, ExecuteArgs{ExecutionID: executionID}, &river.InsertOpts{MaxAttempts: q.max})
 	return err
+}
+
+// Wake tells this process's workers that a job was just committed, so that
+// they fetch it now rather than at their next poll. It never blocks, and
+// does nothing on PostgreSQL, where LISTEN/NOTIFY already wakes them.
+func (q *Queue) Wake() {
+	if q.wake != nil {
+		wakeSignal(q.wake)
+	}
 }
 
 // Complete marks job completed inside tx (the transaction that records the result).
