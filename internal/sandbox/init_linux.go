@@ -7,18 +7,23 @@ package sandbox
 // with SCM_RIGHTS):
 //
 //	setup  build the root (read-only binds, /etc, /dev, /proc), pivot into
-//	       it; sent once, after the host put us in our first cgroup
+//	       it; sent once, after the host put us in our first cgroup; then
+//	       prepare the first step's launcher
 //	box    mount a fresh /box tmpfs and write the run's files into it
 //	step   fresh /tmp and /dev/shm, then start the program (see launch)
-//	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool)
+//	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool);
+//	       the host has put us in the next step's cgroup: prepare the
+//	       next step's launcher
 //
 // EOF on fd 3 means the host (the worker process) is gone: the init exits,
 // and the kernel kills everything left in its pid namespace.
 //
 // The init stays root with its capabilities (it remounts between steps); the
 // program never gets any: each step is launched from a dedicated, locked OS
-// thread that first unshares a fresh IPC, network and cgroup namespace for
-// itself, brings lo up, drops the capability bounding/ambient/inheritable
+// thread (a launcher) that has unshared a fresh IPC, network and cgroup
+// namespace for itself and brought lo up - ahead of the step, once the
+// previous one is over (see launcher) - and then, at the step, drops the
+// capability bounding/ambient/inheritable
 // sets, sets no_new_privs and loads the seccomp filter - all per-thread
 // attributes that the forked program inherits and that no other thread of
 // the init has - then forks the program as jailUID. That thread reaps the
@@ -106,6 +111,7 @@ type initState struct {
 	uid  int
 	gid  int
 	prog []unix.SockFilter
+	next *launcher // prepared for the next step, if any
 }
 
 func (st *initState) send(m initMsg) {
@@ -118,6 +124,11 @@ func (st *initState) send(m initMsg) {
 }
 
 func runInit() {
+	// The main thread runs this loop and nothing else: a launcher (which
+	// ends locked, so that its thread dies with its namespaces) must never
+	// get it, since the runtime wedges a locked main thread for good
+	// instead of ending it.
+	runtime.LockOSThread()
 	// Nothing inherited beyond 0-3 may reach a program; 3 is ours. 0-2
 	// are /dev/null: programs get their own stdio per step.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
@@ -178,6 +189,9 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			return err
 		}
 		st.prog = prog
+		if err := st.prepareLauncher(); err != nil {
+			return err
+		}
 		st.send(initMsg{Ok: true})
 	case "box":
 		if err := st.mountBox(req, fds); err != nil {
@@ -190,6 +204,9 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			if err := unmountAll(m); err != nil {
 				return err
 			}
+		}
+		if err := st.prepareLauncher(); err != nil {
+			return err
 		}
 		st.send(initMsg{Ok: true})
 	case "step":
@@ -208,8 +225,12 @@ func (st *initState) handle(req *initReq, fds []int) error {
 				return mountErr("tmpfs", m, err)
 			}
 		}
-		spareThreads(spareInitThreads)
-		go st.launch(req, fds)
+		l, err := st.takeLauncher()
+		if err != nil {
+			closeFds(fds)
+			return err
+		}
+		l.start <- launchWork{req: req, fds: fds}
 	default:
 		closeFds(fds)
 		return fmt.Errorf("unknown op %q", req.Op)
@@ -311,23 +332,103 @@ func (r *sectionReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// launch runs one step's program from a thread of its own (see the top of
-// this file) and reports "started", then "exited" once every process of
+// launcher is a goroutine locked to an OS thread of its own that has
+// unshared a fresh IPC, network and cgroup namespace and waits to launch
+// the next step's program. The init prepares it between steps, once the
+// previous step's processes are all dead and the host has put the init in
+// the cgroup of the next step, so that creating the thread and the
+// namespaces (about half of what the jail adds to a python hello world)
+// is off the step's path. No process enters the namespaces before the
+// step's program, so they are as fresh as if created at the step.
+type launcher struct {
+	cgroup string // /proc/self/cgroup when it unshared
+	start  chan launchWork
+}
+
+type launchWork struct {
+	req *initReq
+	fds []int
+}
+
+// prepareLauncher replaces st.next with a new launcher.
+func (st *initState) prepareLauncher() error {
+	st.dropLauncher()
+	cg, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return err
+	}
+	// The launcher holds one M; keep the spares the step needs besides.
+	spareThreads(spareInitThreads)
+	l := &launcher{cgroup: string(cg), start: make(chan launchWork)}
+	ready := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		// Fresh namespaces for this thread (and so for the program); the
+		// cgroup namespace is rooted at the cgroup we are in now.
+		err := unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP)
+		if err != nil {
+			err = fmt.Errorf("unshare: %w", err)
+		} else {
+			err = loopbackUp()
+		}
+		ready <- err
+		if err != nil {
+			return // ends locked: the runtime destroys the thread
+		}
+		w, ok := <-l.start
+		if !ok {
+			return // dropped
+		}
+		st.launch(w.req, w.fds)
+	}()
+	if err := <-ready; err != nil {
+		return err
+	}
+	st.next = l
+	return nil
+}
+
+// dropLauncher ends the prepared launcher, if any, with its thread and
+// namespaces.
+func (st *initState) dropLauncher() {
+	if st.next != nil {
+		close(st.next.start)
+		st.next = nil
+	}
+}
+
+// takeLauncher returns the prepared launcher if its cgroup namespace is
+// rooted at the cgroup the init is in now (the step's), else a new one: a
+// second step of one request runs in a cgroup of its own, entered after
+// the first step's launcher was used.
+func (st *initState) takeLauncher() (*launcher, error) {
+	if st.next != nil {
+		cg, err := os.ReadFile("/proc/self/cgroup")
+		if err != nil {
+			return nil, err
+		}
+		if string(cg) != st.next.cgroup {
+			st.dropLauncher()
+		}
+	}
+	if st.next == nil {
+		if err := st.prepareLauncher(); err != nil {
+			return nil, err
+		}
+	}
+	l := st.next
+	st.next = nil
+	return l, nil
+}
+
+// launch runs one step's program from the launcher's thread (see the top
+// of this file) and reports "started", then "exited" once every process of
 // the step is dead. It never unlocks its thread.
 func (st *initState) launch(req *initReq, fds []int) {
-	runtime.LockOSThread()
 	fail := func(err error) {
 		closeFds(fds)
 		st.send(initMsg{Error: err.Error()})
 		os.Exit(1)
-	}
-	// Fresh namespaces for this thread (and so for the program); the
-	// cgroup namespace is rooted at the step's cgroup, where we are now.
-	if err := unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP); err != nil {
-		fail(fmt.Errorf("unshare: %w", err))
-	}
-	if err := loopbackUp(); err != nil {
-		fail(err)
 	}
 	// Rlimits belong to the whole init process and the program inherits
 	// them; the host only ever lowers them (see jail.rlim), since raising a

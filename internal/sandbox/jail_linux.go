@@ -42,7 +42,8 @@ package sandbox
 //	step   a fresh cgroup with the step's limits (the init moves into it,
 //	       the previous one is removed in the background), fresh /tmp and
 //	       /dev/shm tmpfs, and a fresh IPC, network and cgroup namespace,
-//	       unshared by the dedicated thread that forks the program.
+//	       unshared by the dedicated thread that forks the program (made
+//	       ahead, between steps: see launcher in init_linux.go).
 //
 // Why reuse (design b) rather than single-use prepared jails (design a):
 // (a) moves the set-up off the critical path but not off the CPU: every run

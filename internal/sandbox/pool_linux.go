@@ -347,11 +347,13 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 		defer s.bg.Done()
 		keep := reusable && !j.dead() && j.uses < maxJailUses && j.roKey == roKey(nil)
 		if keep {
-			keep = j.call(&initReq{Op: "clear"}) == nil
-		}
-		if keep {
+			// The cgroup of the next step first: on "clear" the init
+			// prepares that step's namespaces, the cgroup one rooted there.
 			_, err := j.enterCgroup(s, idleLimits())
 			keep, j.cgFresh = err == nil, err == nil
+		}
+		if keep {
+			keep = j.call(&initReq{Op: "clear"}) == nil
 		}
 		if keep {
 			// Under load more jails than PoolSize may be in use (each
