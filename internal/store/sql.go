@@ -56,8 +56,9 @@ type sqlStore struct {
 	// On PostgreSQL it is db.
 	reads *sql.DB
 	d     dialect
-	url   string // PostgreSQL: for the LISTEN connection
-	path  string // SQLite: the database file
+	url   string        // PostgreSQL: for the LISTEN connection
+	path  string        // SQLite: the database file
+	ckpt  *checkpointer // SQLite: see checkpoint.go
 }
 
 // Open opens the database named by url: "" → SQLite file "runbox.db" under
@@ -105,6 +106,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		"&_pragma=journal_mode(WAL)" +
 		"&_pragma=synchronous(NORMAL)" +
 		"&_pragma=foreign_keys(1)" +
+		"&_pragma=wal_autocheckpoint(" + strconv.Itoa(sqliteAutoCheckpointPages) + ")" +
 		"&_txlock=immediate"
 	db, err := sql.Open(sqliteDriverName, dsn)
 	if err != nil {
@@ -126,6 +128,10 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	reads.SetMaxIdleConns(4)
 	s := &sqlStore{db: db, saves: db, reads: reads, d: sqliteDialect, path: path}
 	if err := pingSQLite(ctx, s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.ckpt, err = startCheckpointer(path); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -186,6 +192,9 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 func (s *sqlStore) DB() *sql.DB    { return s.db }
 func (s *sqlStore) Driver() string { return s.d.name }
 func (s *sqlStore) Close() error {
+	if s.ckpt != nil {
+		s.ckpt.Close()
+	}
 	for _, extra := range []*sql.DB{s.saves, s.reads} {
 		if extra != s.db {
 			extra.Close()

@@ -160,3 +160,41 @@ func TestSQLiteQueueDepth100k(t *testing.T) {
 	}
 	storetest.MeasureQueueDepth(t, s, 100000)
 }
+
+// TestSQLiteCheckpointsInBackground writes about 1,000 pages, well under
+// the writer's own auto-checkpoint bound: they reach the database file only
+// if the background checkpointer copies them there.
+func TestSQLiteCheckpointsInBackground(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "test.db")
+	s, err := store.Open(ctx, "sqlite://"+path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := store.MigrateAll(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	ss := storetest.NewSession(t, s, "")
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	_, err = s.DB().ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+		INSERT INTO executions (id, session_id, tenant, language, source_code, stdin, status, queued_at, request_hash)
+		SELECT 'bulk-' || i, $1, '', 'python', hex(randomblob(1000)), '', 'COMPLETED', i, '' FROM n`, ss.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const grown = 2 << 20
+	for deadline := time.Now().Add(10 * time.Second); size() < before+grown; {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file %d bytes, %d before 4 MB of writes: the WAL was not checkpointed", size(), before)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
