@@ -41,14 +41,10 @@ type checkpointer struct {
 func startCheckpointer(path string) (*checkpointer, error) {
 	// busy_timeout(0): a checkpoint that finds another one running (another
 	// runbox process on the same file) skips its turn.
-	db, err := sql.Open(sqliteDriverName, "file:"+path+"?_pragma=busy_timeout(0)")
+	db, err := openSQLiteConn("file:" + path + "?_pragma=busy_timeout(0)")
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
 	c := &checkpointer{db: db, stop: make(chan struct{}), done: make(chan struct{})}
 	go c.run()
 	return c, nil

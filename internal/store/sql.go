@@ -108,17 +108,12 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		"&_pragma=foreign_keys(1)" +
 		"&_pragma=wal_autocheckpoint(" + strconv.Itoa(sqliteAutoCheckpointPages) + ")" +
 		"&_txlock=immediate"
-	db, err := sql.Open(sqliteDriverName, dsn)
+	// One connection: River's SQLite driver needs it to avoid SQLITE_BUSY,
+	// and SQLite serializes writers anyway.
+	db, err := openSQLiteConn(dsn)
 	if err != nil {
 		return nil, err
 	}
-	// One connection: River's SQLite driver needs it to avoid SQLITE_BUSY,
-	// and SQLite serializes writers anyway. Keep it open forever so that
-	// the per-connection pragmas are set once.
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
 	reads, err := sql.Open(sqliteDriverName, "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
 	if err != nil {
 		db.Close()
@@ -136,6 +131,20 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// openSQLiteConn opens a pool of exactly one SQLite connection, kept open
+// forever so that the DSN's per-connection pragmas are set once.
+func openSQLiteConn(dsn string) (*sql.DB, error) {
+	db, err := sql.Open(sqliteDriverName, dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
 }
 
 // pingSQLite opens the first connection, which runs the DSN's pragmas.
