@@ -98,7 +98,10 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		} else {
 			// Runs after the workers have stopped (defers run last-in, first-out).
 			defer sb.Close()
-			checks["sandbox"] = selfCheck(ctx, sb, logger)
+			check, stopSelfCheck := selfCheck(ctx, sb, logger)
+			defer stopSelfCheck() // before sb.Close
+
+			checks["sandbox"] = check
 			w = &worker.Worker{
 				Store: st, Sandbox: sb, Languages: langs, Hub: hub, Metrics: metrics, Logger: logger,
 				Attempts: cfg.MaxAttempts, Now: time.Now,
@@ -205,9 +208,12 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 	return nil
 }
 
-// selfCheck runs the sandbox self-check now and then every minute, and
-// returns the readiness check that reports its last result.
-func selfCheck(ctx context.Context, sb *sandbox.Sandbox, logger *slog.Logger) func(context.Context) string {
+// selfCheck runs the sandbox self-check now and then every minute. It
+// returns the readiness check that reports its last result, and a stop
+// function that ends the self-checks and waits for them (the sandbox must
+// not be closed under a running one).
+func selfCheck(ctx context.Context, sb *sandbox.Sandbox, logger *slog.Logger) (func(context.Context) string, func()) {
+	ctx, cancel := context.WithCancel(ctx)
 	var failing atomic.Pointer[string]
 	pending := "self-check pending"
 	failing.Store(&pending)
@@ -224,7 +230,9 @@ func selfCheck(ctx context.Context, sb *sandbox.Sandbox, logger *slog.Logger) fu
 		}
 		failing.Store(nil)
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		check()
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
@@ -242,7 +250,7 @@ func selfCheck(ctx context.Context, sb *sandbox.Sandbox, logger *slog.Logger) fu
 			return *r
 		}
 		return ""
-	}
+	}, func() { cancel(); <-done }
 }
 
 // riverLogger keeps River's own chatter at warnings and above.
