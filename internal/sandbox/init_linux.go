@@ -470,8 +470,7 @@ func (st *initState) launch(req *initReq, fds []int) {
 		st.send(initMsg{Exited: true, Status: uint32(code << 8)})
 		return
 	}
-	// From here until the program is reaped, only raw syscalls (see
-	// rawWait4). Our copies of the program's pipes must not keep them open.
+	// Our copies of the program's pipes must not keep them open.
 	for _, fd := range fds {
 		_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
 	}
@@ -481,11 +480,16 @@ func (st *initState) launch(req *initReq, fds []int) {
 	if e != 0 {
 		os.Exit(4)
 	}
-	var status syscall.WaitStatus
+	// The waits are plain syscalls: the runtime hands our P to one of the
+	// spare threads (see spareThreads), which finds nothing to do and parks,
+	// and with every P idle its monitor thread (sysmon) sleeps until we come
+	// back. A raw wait4 kept the P busy for the whole run, and sysmon then
+	// polled it, every 20 us at first: about 60 wake-ups, a millisecond of
+	// CPU, per python hello world on a paravirtualised host.
+	var status, ws syscall.WaitStatus
 	for {
-		var ws syscall.WaitStatus
 		// As pid 1 we also reap the program's orphans.
-		wpid, err := rawWait4(&ws)
+		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
 		if err == syscall.EINTR {
 			continue
 		}
@@ -501,8 +505,7 @@ func (st *initState) launch(req *initReq, fds []int) {
 	// after ECHILD no process but us is left in the pid namespace.
 	for {
 		_, _, _ = syscall.RawSyscall(syscall.SYS_KILL, ^uintptr(0), uintptr(syscall.SIGKILL), 0)
-		_, err := rawWait4(nil)
-		if err == syscall.ECHILD {
+		if _, err := syscall.Wait4(-1, nil, 0, nil); err == syscall.ECHILD {
 			break
 		}
 	}
@@ -516,9 +519,10 @@ const spareInitThreads = 3
 // spareThreads makes sure the Go runtime has at least n idle OS threads
 // (Ms), creating the missing ones now, while the step's pids cgroup still
 // has room. During a step the program can fill pids.max, and then creating
-// a thread fails and the runtime aborts. The runtime needs an idle M
-// whenever the launch goroutine, locked to its thread, is preempted or
-// blocks (the P is handed to another M while it waits); idle Ms are never
+// a thread fails and the runtime aborts, taking the jail down without a
+// verdict. The runtime needs an idle M whenever the launch goroutine,
+// locked to its thread, is preempted or blocks in a syscall (the P is
+// handed to another M while it waits: see launch); idle Ms are never
 // freed, but the launch thread ends locked, so each step uses one up.
 // n goroutines locked at the same time hold n distinct Ms; when they
 // unlock and exit, those Ms go idle.
@@ -541,26 +545,9 @@ func spareThreads(n int) {
 	done.Wait()
 }
 
-// startedMsg is the "started" message, encoded ahead (see rawWait4).
+// startedMsg is the "started" message, encoded ahead: between the fork and
+// the wait the launcher only makes raw syscalls.
 var startedMsg, _ = json.Marshal(initMsg{Started: true})
-
-// rawWait4 is wait4(-1, ws, 0, nil) without telling the Go runtime that
-// the thread blocks. The program shares the step's pids cgroup with the
-// init, so while it runs the init must never need a new OS thread: a fork
-// bomb fills pids.max, thread creation fails and the Go runtime aborts,
-// taking the jail down without a verdict. A goroutine blocked in a plain
-// syscall gives its P away, and the runtime may start a thread to use it;
-// one blocked in a raw syscall keeps the only P (GOMAXPROCS=1), so nothing
-// else in the init runs, and nothing needs a thread, until the program and
-// everything it forked are dead. (SIGURG preemption restarts the call:
-// the runtime installs its handlers with SA_RESTART.)
-func rawWait4(ws *syscall.WaitStatus) (int, error) {
-	pid, _, e := syscall.RawSyscall6(syscall.SYS_WAIT4, ^uintptr(0), uintptr(unsafe.Pointer(ws)), 0, 0, 0, 0)
-	if e != 0 {
-		return int(pid), e
-	}
-	return int(pid), nil
-}
 
 // dropCapabilities empties the calling thread's capability bounding,
 // ambient and inheritable sets, so that the program, once setuid to a

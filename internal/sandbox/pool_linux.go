@@ -227,13 +227,7 @@ func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
 	j.cmd = &exec.Cmd{
 		Path: "/proc/self/exe",
 		Args: []string{initArgv0},
-		// asyncpreemptoff: while a program runs, the init's launch
-		// goroutine sits in a raw wait4 (see rawWait4) that preemption
-		// cannot interrupt anyway; without it the runtime's monitor sent
-		// that thread a SIGURG every 10 ms, which restarted the wait4
-		// (the init took 8.6% of a saturated 2-CPU machine in a perf profile
-		// with it, 7.1% without).
-		Env: []string{"GOMAXPROCS=1", "GOTRACEBACK=none", "GODEBUG=asyncpreemptoff=1"},
+		Env:  []string{"GOMAXPROCS=1", "GOTRACEBACK=none"},
 		// What the init's Go runtime says if it dies on its own.
 		Stderr:     stderr,
 		ExtraFiles: []*os.File{childF}, // fd 3
