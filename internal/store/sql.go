@@ -502,28 +502,25 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 		if session.Status(status) != session.Active {
 			return replay(ErrSessionClosed)
 		}
-		var inflight int
-		if err := tx.QueryRowContext(ctx,
-			`SELECT COUNT(*) FROM executions WHERE session_id = $1 AND status IN ('QUEUED', 'RUNNING')`,
-			e.SessionID).Scan(&inflight); err != nil {
-			return err
-		}
-		if inflight >= maxInflight {
-			return replay(ErrTooManyInflight)
-		}
+		// The in-flight count and the insert are one statement (one round
+		// trip fewer on PostgreSQL), run after the session lock was taken,
+		// so its snapshot sees every run of the session. No row inserted
+		// means the session is at its limit or the key was used before:
+		// replay tells which.
 		res, err := tx.ExecContext(ctx, `INSERT INTO executions
 			(id, session_id, tenant, language, source_code, stdin, status, queued_at, attempts, idempotency_key, request_hash)
-			VALUES ($1, $2, $3, $4, $5, $6, 'QUEUED', $7, 0, $8, $9)
+			SELECT $1, $2, $3, $4, $5, $6, 'QUEUED', $7, 0, $8, $9
+			WHERE (SELECT COUNT(*) FROM executions WHERE session_id = $2 AND status IN ('QUEUED', 'RUNNING')) < $10
 			ON CONFLICT (session_id, idempotency_key) DO NOTHING`,
-			e.ID, e.SessionID, e.Tenant, lang, src, clean(e.Stdin), toDB(queuedAt), nullString(e.IdempotencyKey), e.RequestHash)
+			e.ID, e.SessionID, e.Tenant, lang, src, clean(e.Stdin), toDB(queuedAt), nullString(e.IdempotencyKey), e.RequestHash,
+			maxInflight)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			// The key was used before: the first request won.
-			return replay(errors.New("store: idempotency conflict without a stored execution"))
+			return replay(ErrTooManyInflight)
 		}
 		if enqueue != nil {
 			if err := enqueue(ctx, tx); err != nil {
