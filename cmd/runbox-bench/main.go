@@ -56,10 +56,11 @@ type Options struct {
 	Duration    time.Duration
 	Backlog     int
 	Clients     []int
-	Posters     int // concurrent POST /run clients in the saturation phase
-	Autosavers  int // concurrent autosave clients in the saturation phase
-	Workers     int // -url: the server's worker count (to occupy them all)
-	Inflight    int // -url: the server's RUNBOX_MAX_INFLIGHT_PER_SESSION
+	Posters     int     // concurrent POST /run clients in the saturation phase
+	PostRate    float64 // POST /run per second of the paced (open-loop) measurement
+	Autosavers  int     // concurrent autosave clients in the saturation phase
+	Workers     int     // -url: the server's worker count (to occupy them all)
+	Inflight    int     // -url: the server's RUNBOX_MAX_INFLIGHT_PER_SESSION
 	Saturate    bool
 	Quick       bool
 	JSON        string
@@ -92,7 +93,8 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "duration of each throughput or saturation phase")
 	fs.IntVar(&o.Backlog, "backlog", 100000, "queued runs during the saturation phase")
 	fs.StringVar(&clients, "clients", "2,8,32", "concurrent clients of the throughput phases")
-	fs.IntVar(&o.Posters, "posters", 4, "concurrent POST /run clients in the saturation phase")
+	fs.IntVar(&o.Posters, "posters", 4, "concurrent POST /run clients sending back to back in the saturation phase")
+	fs.Float64Var(&o.PostRate, "post-rate", 100, "POST /run per second of the saturation phase's paced (open-loop) measurement")
 	fs.IntVar(&o.Autosavers, "autosavers", 16, "concurrent autosave clients (one session each) in the saturation phase")
 	fs.IntVar(&o.Workers, "workers", 0, "with -url: the server's worker count (default: CPUs of this machine)")
 	fs.IntVar(&o.Inflight, "inflight", 2, "with -url: the server's RUNBOX_MAX_INFLIGHT_PER_SESSION")
@@ -134,8 +136,8 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 			o.Backlog = 500
 		}
 	}
-	if o.N < 1 || o.Duration <= 0 || o.Backlog < 0 || o.Posters < 1 || o.Autosavers < 1 || o.Inflight < 1 {
-		return nil, errors.New("-n, -duration, -posters, -autosavers and -inflight must be positive, -backlog not negative")
+	if o.N < 1 || o.Duration <= 0 || o.Backlog < 0 || o.Posters < 1 || o.PostRate <= 0 || o.Autosavers < 1 || o.Inflight < 1 {
+		return nil, errors.New("-n, -duration, -posters, -post-rate, -autosavers and -inflight must be positive, -backlog not negative")
 	}
 	return o, nil
 }

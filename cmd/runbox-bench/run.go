@@ -22,7 +22,7 @@ func run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	m := describeMachine()
 	rep := Report{Machine: m, Command: strings.Join(os.Args, " "), Started: started.UTC(),
 		Options: map[string]any{"n": o.N, "duration": o.Duration.String(), "backlog": o.Backlog, "clients": o.Clients,
-			"posters": o.Posters, "autosavers": o.Autosavers, "url": o.URL, "quick": o.Quick, "env": o.ServerEnv}}
+			"posters": o.Posters, "post_rate": o.PostRate, "autosavers": o.Autosavers, "url": o.URL, "quick": o.Quick, "env": o.ServerEnv}}
 
 	pgAdmin := o.PGAdminURL
 	if strings.HasPrefix(o.DatabaseURL, "postgres://") || strings.HasPrefix(o.DatabaseURL, "postgresql://") {
