@@ -86,6 +86,17 @@ func parallel(ctx context.Context, workers int, d time.Duration, fn func(worker 
 	return float64(done.Load()) / d.Seconds(), nil
 }
 
+// barePython runs python hello world with a plain fork/exec.
+func barePython(ctx context.Context) error {
+	return runCmd(ctx, "", "hello\n", pythonBin, "-c", `print("hello")`)
+}
+
+// bareParallelPython is the throughput baseline: bare python hello world
+// from one goroutine per CPU for d, in runs per second.
+func bareParallelPython(ctx context.Context, d time.Duration) (float64, error) {
+	return parallel(ctx, runtime.NumCPU(), d, func(int) error { return barePython(ctx) })
+}
+
 func runCmd(ctx context.Context, dir string, want string, argv ...string) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
@@ -118,7 +129,7 @@ func measureBare(ctx context.Context, o *Options, logf func(string, ...any)) (Ba
 		return b, nil, err
 	}
 	prebuilt := filepath.Join(tmp, "main")
-	py := func() error { return runCmd(ctx, tmp, "hello\n", pythonBin, "-c", `print("hello")`) }
+	py := func() error { return barePython(ctx) }
 	cpre := func() error { return runCmd(ctx, tmp, "hello\n", prebuilt) }
 	ccomp := func(dir string) error {
 		if err := compile(dir); err != nil {
@@ -142,7 +153,7 @@ func measureBare(ctx context.Context, o *Options, logf func(string, ...any)) (Ba
 	}
 	cpus := runtime.NumCPU()
 	logf("bare: python parallel (%d goroutines, %s)", cpus, o.Duration)
-	if b.PythonRate, err = parallel(ctx, cpus, o.Duration, func(int) error { return py() }); err != nil {
+	if b.PythonRate, err = bareParallelPython(ctx, o.Duration); err != nil {
 		return b, nil, err
 	}
 	logf("bare: C prebuilt parallel")

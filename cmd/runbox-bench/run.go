@@ -173,10 +173,21 @@ func serverPhases(ctx context.Context, c *client, o *Options, bare Baseline, log
 		return rows, fmt.Errorf("e2e c: %w", err)
 	}
 	for _, n := range o.Clients {
+		// The host's speed drifts over minutes (bare parallel python moved
+		// by 15-25 % between runs on a paravirtualised host): a baseline
+		// measured right before each row tells the drift from the service.
+		logf("throughput: bare python parallel alongside, %s", o.Duration/2)
+		alongside, err := bareParallelPython(ctx, o.Duration/2)
+		if err != nil {
+			return rows, fmt.Errorf("bare alongside: %w", err)
+		}
 		logf("throughput: %d clients, %s", n, o.Duration)
 		row, err := measureThroughput(ctx, c, o, n, bare.PythonRate)
 		if err != nil {
 			return rows, fmt.Errorf("throughput %d: %w", n, err)
+		}
+		if alongside > 0 {
+			row.Note = fmt.Sprintf("%.2f× bare parallel python measured just before it (%.1f runs/s)", row.Rate/alongside, alongside)
 		}
 		rows = append(rows, row)
 	}
