@@ -11,33 +11,50 @@ import (
 // long-poll until terminal, as a client sees it. Besides the client's
 // latency it splits each run with the server's own timestamps (millisecond
 // resolution): waiting in the queue, executing, and the rest (HTTP, wake-up
-// of the long-poll, recording the result).
-func measureE2E(ctx context.Context, c *client, o *Options, lang, src string, bare Summary, bareWhat, name string, target string) ([]Row, error) {
+// of the long-poll, recording the result). With alongside, each sample is
+// preceded by a timed bare run of the same program (see interleaved).
+func measureE2E(ctx context.Context, c *client, o *Options, lang, src string, bare Summary, bareWhat, name string, target string,
+	alongside func() error) ([]Row, error) {
 	sid, err := c.createSession(ctx, lang, src)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := c.runAndWait(ctx, sid); err != nil { // warm-up
-		return nil, err
-	}
-	var total, queued, executing, rest []float64
-	for i := 0; i < o.N; i++ {
+	var queued, executing, rest []float64
+	warm := false // sequential and interleaved warm up with one untimed call
+	sample := func() error {
 		t0 := time.Now()
 		e, err := c.runAndWait(ctx, sid)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		d := msSince(t0)
-		total = append(total, d)
+		if !warm {
+			warm = true
+			return nil
+		}
 		if e.QueuedAt != nil && e.StartedAt != nil && e.FinishedAt != nil {
 			q := float64(e.StartedAt.Sub(*e.QueuedAt)) / float64(time.Millisecond)
 			x := float64(e.FinishedAt.Sub(*e.StartedAt)) / float64(time.Millisecond)
 			queued, executing, rest = append(queued, q), append(executing, x), append(rest, d-q-x)
 		}
+		return nil
 	}
-	st, sq, sx, sr := SummarizeMS(total), SummarizeMS(queued), SummarizeMS(executing), SummarizeMS(rest)
+	var (
+		st, paired Summary
+		note       string
+	)
+	if alongside != nil {
+		st, paired, err = interleaved(ctx, o.N, alongside, sample)
+		note = interleavedNote(st, paired)
+	} else {
+		st, err = sequential(ctx, o.N, sample)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sq, sx, sr := SummarizeMS(queued), SummarizeMS(executing), SummarizeMS(rest)
 	return []Row{
-		over(Row{Section: "e2e", Name: name + ", sequential", Latency: &st, Target: target}, bare, bareWhat),
+		over(Row{Section: "e2e", Name: name + ", sequential", Latency: &st, Target: target, Note: note}, bare, bareWhat),
 		{Section: "e2e", Name: "  of which queued (started−queued)", Latency: &sq},
 		{Section: "e2e", Name: "  of which executing (finished−started)", Latency: &sx},
 		{Section: "e2e", Name: "  of which the rest (HTTP, wake-up, record)", Latency: &sr},

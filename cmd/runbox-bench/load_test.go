@@ -54,3 +54,25 @@ func TestOpenLoopKeepsTheRate(t *testing.T) {
 		t.Errorf("%d requests in 0.5 s at 100/s, want about 50", n)
 	}
 }
+
+// interleaved alternates the two, after one warm-up call of each, and
+// summarises each side's timed calls.
+func TestInterleavedAlternates(t *testing.T) {
+	var calls []string
+	bare := func() error { calls = append(calls, "bare"); return nil }
+	sys := func() error { calls = append(calls, "sys"); time.Sleep(2 * time.Millisecond); return nil }
+	s, b, err := interleaved(context.Background(), 3, bare, sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"bare", "sys", "bare", "sys", "bare", "sys", "bare", "sys"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("calls %v, want %v", calls, want)
+	}
+	if s.N != 3 || b.N != 3 {
+		t.Errorf("%d and %d samples, want 3 each", s.N, b.N)
+	}
+	if s.P50 < 2 || b.P50 >= s.P50 {
+		t.Errorf("p50 %v ms (sys) and %v ms (bare): the sides are mixed up", s.P50, b.P50)
+	}
+}

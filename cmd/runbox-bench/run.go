@@ -161,13 +161,14 @@ func suite(ctx context.Context, o *Options, driver, pgAdmin string, logf func(st
 func serverPhases(ctx context.Context, c *client, o *Options, bare Baseline, logf func(string, ...any)) ([]Row, error) {
 	var rows []Row
 	logf("e2e: python sequential (n=%d)", o.N)
-	r, err := measureE2E(ctx, c, o, "python", pythonHello, bare.Python, "bare python", "python hello", "≤ +10 ms p50")
+	r, err := measureE2E(ctx, c, o, "python", pythonHello, bare.Python, "bare python", "python hello", "≤ +10 ms p50",
+		func() error { return barePython(ctx) })
 	rows = append(rows, r...)
 	if err != nil {
 		return rows, fmt.Errorf("e2e python: %w", err)
 	}
 	logf("e2e: C compile + run sequential")
-	r, err = measureE2E(ctx, c, o, "c", cHello, bare.CCompile, "bare C compile+exec", "C compile + run", "")
+	r, err = measureE2E(ctx, c, o, "c", cHello, bare.CCompile, "bare C compile+exec", "C compile + run", "", nil)
 	rows = append(rows, r...)
 	if err != nil {
 		return rows, fmt.Errorf("e2e c: %w", err)
