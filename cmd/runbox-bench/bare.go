@@ -53,7 +53,10 @@ func sequential(ctx context.Context, n int, fn func() error) (Summary, error) {
 // interleaved times n calls of fn, each right after a timed call of bare
 // (after one warm-up of each), and returns both summaries. Alternating
 // cancels the host's drift over the minutes between the baseline phase and
-// a later phase: both samples see the same machine.
+// a later phase: both samples see the same machine. Every timed call starts
+// after settleGap of quiet, so that work a jail or the server defers past a
+// run (cgroups, clean-up, completion writes) lands in neither sample; a
+// learner's runs are seconds apart, so each starts on a quiet machine too.
 func interleaved(ctx context.Context, n int, bare, fn func() error) (sys, paired Summary, err error) {
 	if err := bare(); err != nil {
 		return sys, paired, err
@@ -61,24 +64,34 @@ func interleaved(ctx context.Context, n int, bare, fn func() error) (sys, paired
 	if err := fn(); err != nil {
 		return sys, paired, err
 	}
+	timed := func(f func() error) (time.Duration, error) {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(settleGap):
+		}
+		t0 := time.Now()
+		err := f()
+		return time.Since(t0), err
+	}
 	ds := make([]time.Duration, 0, n)
 	bs := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
-		if err := ctx.Err(); err != nil {
+		b, err := timed(bare)
+		if err != nil {
 			return sys, paired, err
 		}
-		t0 := time.Now()
-		if err := bare(); err != nil {
+		d, err := timed(fn)
+		if err != nil {
 			return sys, paired, err
 		}
-		t1 := time.Now()
-		if err := fn(); err != nil {
-			return sys, paired, err
-		}
-		bs, ds = append(bs, t1.Sub(t0)), append(ds, time.Since(t1))
+		bs, ds = append(bs, b), append(ds, d)
 	}
 	return Summarize(ds), Summarize(bs), nil
 }
+
+// settleGap is the quiet before each timed call of interleaved.
+const settleGap = 50 * time.Millisecond
 
 // interleavedNote describes a p50 against the bare runs interleaved with it.
 func interleavedNote(sys, paired Summary) string {
