@@ -133,6 +133,7 @@ func TestPostgresListenReconnect(t *testing.T) {
 	got := make(chan uuid.UUID, 100)
 	go func() { _ = listener.ListenFinished(ctx, func(id uuid.UUID) { got <- id }) }()
 	ss := storetest.NewSession(t, writer, "")
+	finished := map[uuid.UUID]bool{}
 	hear := func() {
 		t.Helper()
 		deadline := time.After(15 * time.Second)
@@ -140,10 +141,14 @@ func TestPostgresListenReconnect(t *testing.T) {
 		defer tick.Stop()
 		for {
 			select {
-			case <-got:
+			case id := <-got:
+				if !finished[id] {
+					t.Fatalf("notified of %s, which was not finished", id)
+				}
 				return
 			case <-tick.C:
 				e := storetest.NewExecution(t, writer, ss)
+				finished[e.ID] = true
 				if _, err := writer.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
 					t.Fatal(err)
 				}
