@@ -699,14 +699,8 @@ func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.St
 		q += ` AND attempts = $16`
 		args = append(args, *attempt)
 	}
-	if s.d.postgres {
-		// The same statement queues the notification that wakes the
-		// long-polls (PostgreSQL delivers it at commit, never on rollback):
-		// one round trip fewer on the way to the learner's result.
-		q = `WITH done AS (` + q + ` RETURNING id) SELECT pg_notify('` + notifyChannel + `', CAST(id AS TEXT)) FROM done`
-	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		n, err := s.changedRows(ctx, tx, q, args)
+		n, err := s.updateAndNotify(ctx, tx, q, args)
 		if err != nil {
 			return err
 		}
@@ -721,18 +715,22 @@ func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.St
 	return wrapErr(ctx, err)
 }
 
-// changedRows runs a write and says how many rows it changed: on SQLite an
-// UPDATE, on PostgreSQL a data-modifying WITH that returns one row per
-// changed row.
-func (s *sqlStore) changedRows(ctx context.Context, tx *sql.Tx, q string, args []any) (int64, error) {
+// updateAndNotify runs a result's UPDATE of executions and says how many
+// rows it changed. On PostgreSQL the same statement queues, for each changed
+// row, the notification that wakes the long-polls (delivered at commit,
+// never on rollback): one round trip fewer on the way to the learner's
+// result. SQLite has no NOTIFY: its long-polls are woken by the worker's
+// in-process hub, or re-read the row every second (DESIGN.md).
+func (s *sqlStore) updateAndNotify(ctx context.Context, tx *sql.Tx, update string, args []any) (int64, error) {
 	if !s.d.postgres {
-		res, err := tx.ExecContext(ctx, q, args...)
+		res, err := tx.ExecContext(ctx, update, args...)
 		if err != nil {
 			return 0, err
 		}
 		return res.RowsAffected()
 	}
-	rows, err := tx.QueryContext(ctx, q, args...)
+	rows, err := tx.QueryContext(ctx, `WITH done AS (`+update+` RETURNING id)
+		SELECT pg_notify('`+notifyChannel+`', CAST(id AS TEXT)) FROM done`, args...)
 	if err != nil {
 		return 0, err
 	}
