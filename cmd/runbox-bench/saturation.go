@@ -249,12 +249,28 @@ func load(ctx context.Context, clients int, d time.Duration, rate float64,
 	}
 	if rate > 0 {
 		due := make(chan time.Time, clients)
+		// stop ends the schedule early when every client has given up (an
+		// error) or ctx ends, so that the scheduler never blocks forever.
+		stop := make(chan struct{})
+		defer close(stop)
 		go func() {
 			defer close(due)
 			interval := time.Duration(float64(time.Second) / rate)
-			for t := start; t.Before(deadline) && ctx.Err() == nil; t = t.Add(interval) {
-				time.Sleep(time.Until(t))
-				due <- t
+			for t := start; t.Before(deadline); t = t.Add(interval) {
+				select {
+				case <-time.After(time.Until(t)):
+				case <-stop:
+					return
+				case <-ctx.Done():
+					return
+				}
+				select {
+				case due <- t:
+				case <-stop:
+					return
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 		next = func() (time.Time, bool) {
