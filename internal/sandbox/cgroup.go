@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,6 +37,10 @@ type cgroupFS interface {
 	create(name string, l Limits) (stepCgroup, error)
 	// parentDirs lists the parent directories (for tests and clean-up).
 	parentDirs() []string
+	// peakResettable reports whether a cgroup's peak memory can be reset,
+	// so that one cgroup can serve every step of a jail (v1; v2 from
+	// Linux 6.12, where memory.peak became writable).
+	peakResettable() bool
 }
 
 // stepCgroup is the cgroup of one step.
@@ -47,7 +52,12 @@ type stepCgroup interface {
 	// cgroupFD is the directory fd for SysProcAttr.CgroupFD, or -1 (v1).
 	cgroupFD() int
 	cpuUsage() (time.Duration, error)
+	// resetPeak starts a new peak-memory measurement: memoryPeak then
+	// reports the highest usage since, which starts at memoryUsage.
+	resetPeak() error
+	memoryUsage() int64
 	memoryPeak() int64
+	// oomKills counts the OOM kills in the cgroup's life.
 	oomKills() int64
 	procs() []int
 	// kill sends SIGKILL to every process in the cgroup.
@@ -210,6 +220,8 @@ func newCgroupV1(root string) (*cgroupV1, error) {
 
 func (c *cgroupV1) version() int { return 1 }
 
+func (c *cgroupV1) peakResettable() bool { return true }
+
 func (c *cgroupV1) parentDirs() []string {
 	var d []string
 	for _, ctl := range v1Controllers {
@@ -281,6 +293,16 @@ func (s *stepV1) cpuUsage() (time.Duration, error) {
 	return time.Duration(n), err
 }
 
+func (s *stepV1) resetPeak() error {
+	// Any write sets the high-water mark to the current usage.
+	return writeFile(filepath.Join(s.dirs["memory"], "memory.max_usage_in_bytes"), "0")
+}
+
+func (s *stepV1) memoryUsage() int64 {
+	n, _ := readInt(filepath.Join(s.dirs["memory"], "memory.usage_in_bytes"))
+	return n
+}
+
 func (s *stepV1) memoryPeak() int64 {
 	n, _ := readInt(filepath.Join(s.dirs["memory"], "memory.max_usage_in_bytes"))
 	return n
@@ -341,9 +363,18 @@ func newCgroupV2(root string) (*cgroupV2, error) {
 func (c *cgroupV2) version() int         { return 2 }
 func (c *cgroupV2) parentDirs() []string { return []string{c.parent} }
 
+func (c *cgroupV2) peakResettable() bool {
+	fi, err := os.Stat(filepath.Join(c.parent, "memory.peak"))
+	return err == nil && fi.Mode().Perm()&0o200 != 0
+}
+
 type stepV2 struct {
 	dir string
 	fd  int
+	// peak is memory.peak, open once a step reset it: since Linux 6.12 a
+	// write resets the peak as seen through the file description written
+	// to, and only through it.
+	peak *os.File
 }
 
 func (c *cgroupV2) create(name string, l Limits) (stepCgroup, error) {
@@ -399,9 +430,37 @@ func parseCPUStatV2(b []byte) (time.Duration, error) {
 	return time.Duration(us) * time.Microsecond, nil
 }
 
-func (s *stepV2) memoryPeak() int64 {
-	n, _ := readInt(filepath.Join(s.dir, "memory.peak")) // kernel >= 5.19
+func (s *stepV2) resetPeak() error {
+	if s.peak == nil {
+		f, err := os.OpenFile(filepath.Join(s.dir, "memory.peak"), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		s.peak = f
+	}
+	if _, err := s.peak.WriteString("reset\n"); err != nil {
+		return fmt.Errorf("reset memory.peak: %w", err)
+	}
+	return nil
+}
+
+func (s *stepV2) memoryUsage() int64 {
+	n, _ := readInt(filepath.Join(s.dir, "memory.current"))
 	return n
+}
+
+func (s *stepV2) memoryPeak() int64 {
+	if s.peak == nil {
+		n, _ := readInt(filepath.Join(s.dir, "memory.peak")) // kernel >= 5.19
+		return n
+	}
+	var b [32]byte
+	n, err := s.peak.ReadAt(b[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0
+	}
+	v, _ := strconv.ParseInt(strings.TrimSpace(string(b[:n])), 10, 64)
+	return v
 }
 
 func (s *stepV2) oomKills() int64 {
@@ -424,6 +483,10 @@ func (s *stepV2) kill() {
 }
 
 func (s *stepV2) destroy() error {
+	if s.peak != nil {
+		_ = s.peak.Close()
+		s.peak = nil
+	}
 	if s.fd >= 0 {
 		_ = unix.Close(s.fd)
 		s.fd = -1

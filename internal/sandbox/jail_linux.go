@@ -6,12 +6,14 @@ package sandbox
 // package whose tests call Execute): the jail init is /proc/self/exe
 // re-executed, and Init is where that copy diverts into the jail.
 //
-// Accounting note: each step's cgroup also holds the jail init (a small Go
-// process, GOMAXPROCS=1). Its memory stays charged to the cgroup it was in
-// when it allocated (v1 does not move charges), so MemoryBytes is nearly
-// the program's alone; pids.max is Limits.Pids plus initThreads headroom
-// for the init's runtime threads. CPUTime excludes the set-up (usage is
-// sampled when the step is handed to the init).
+// Accounting note: a step's cgroup (the jail's own, reused by its steps,
+// see jail.stepCgroup) also holds the jail init (a small Go process,
+// GOMAXPROCS=1). Every figure of a step is counted from its value when the
+// step is handed to the init: CPUTime (so it excludes the set-up), OOM
+// kills, and MemoryBytes, the peak (reset then) less the usage then, which
+// is the init's and the page cache earlier steps left charged; so it is
+// nearly the program's alone. pids.max is Limits.Pids plus initThreads
+// headroom for the init's runtime threads.
 //
 // # Where the time went (profile of the previous one-fresh-jail-per-step design)
 //
@@ -124,6 +126,9 @@ type Sandbox struct {
 	lock    *os.File
 	log     *slog.Logger
 	cg      cgroupFS
+	// jailCgroup: each jail keeps one cgroup for all its steps (see
+	// jail.stepCgroup); false where the peak memory cannot be reset.
+	jailCgroup bool
 
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -170,7 +175,8 @@ func New(cfg Config) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sandbox{prefix: randomID()[:8], dir: cfg.Dir, log: log, cg: cg, stop: make(chan struct{})}
+	s := &Sandbox{prefix: randomID()[:8], dir: cfg.Dir, log: log, cg: cg, stop: make(chan struct{}),
+		jailCgroup: cg.peakResettable()}
 	s.instDir = filepath.Join(s.dir, s.prefix)
 	if s.lock, err = lockInstance(s.dir, s.prefix); err != nil {
 		return nil, fmt.Errorf("sandbox: lock instance: %w", err)
@@ -388,6 +394,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	// read "started". The launch itself (unshare, seccomp, fork) is well
 	// under a millisecond of CPU and counts as the program's.
 	cpu0, _ := cg.cpuUsage()
+	mem0, oom0 := cg.memoryUsage(), cg.oomKills()
 	sendErr := j.send(&initReq{
 		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes,
 		Rlimits: j.applyRlimits(stepRlimits(lim)),
@@ -496,7 +503,7 @@ loop:
 	rep := &StepReport{
 		Stdout: outC.buf.Bytes(), Stderr: errC.buf.Bytes(),
 		StdoutTruncated: outC.total > lim.OutputBytes, StderrTruncated: errC.total > lim.OutputBytes,
-		WallTime: wallTime, MemoryBytes: cg.memoryPeak(),
+		WallTime: wallTime, MemoryBytes: max(cg.memoryPeak()-mem0, 0),
 	}
 	if u, err := cg.cpuUsage(); err == nil {
 		rep.CPUTime = u - cpu0
@@ -504,7 +511,7 @@ loop:
 	if rep.CPUTime < 0 {
 		rep.CPUTime = 0
 	}
-	oom := cg.oomKills() > 0
+	oom := cg.oomKills() > oom0
 	switch reason := killReason.Load(); {
 	case reason == killCancel:
 		return nil, fmt.Errorf("sandbox: %s: %w", name, ctx.Err())

@@ -240,3 +240,25 @@ func TestNextCPUCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestPeakResettableV2: one cgroup per jail only where memory.peak is
+// writable (Linux 6.12 and later); older v2 kernels get one per step.
+func TestPeakResettableV2(t *testing.T) {
+	d := t.TempDir()
+	c := &cgroupV2{parent: d}
+	if c.peakResettable() {
+		t.Error("no memory.peak, yet resettable")
+	}
+	peak := filepath.Join(d, "memory.peak")
+	for _, mode := range []os.FileMode{0o444, 0o644} {
+		if err := os.WriteFile(peak, []byte("0\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(peak, mode); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := c.peakResettable(), mode == 0o644; got != want {
+			t.Errorf("memory.peak mode %v: resettable %v", mode, got)
+		}
+	}
+}
