@@ -143,7 +143,6 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		if requeued > 0 {
 			logger.Warn("requeued executions left running by a worker that died", "jobs", requeued)
 		}
-		w.Queue = q
 		// Not ctx: cancelling River's start context cancels running jobs,
 		// and a SIGTERM must let them finish (q.Stop below).
 		if err := q.Start(context.WithoutCancel(ctx)); err != nil {

@@ -1,6 +1,8 @@
 // Package queue wires River, the durable job queue, to runbox's database: an
-// execution's job is inserted in the same transaction as its row, and a
-// worker completes the job in the same transaction that records the result.
+// execution's job is inserted in the same transaction as its row. A worker
+// records the result in a transaction of its own and River completes the
+// job after it (the fencing of internal/store makes a re-run after a crash
+// in between a no-op).
 package queue
 
 import (
@@ -51,11 +53,10 @@ type Options struct {
 
 // Queue is runbox's River client.
 type Queue struct {
-	client   *river.Client[*sql.Tx]
-	complete func(ctx context.Context, tx *sql.Tx, job *river.Job[ExecuteArgs]) error
-	pool     *pgxpool.Pool
-	max      int
-	wake     chan struct{} // SQLite only: see wake.go
+	client *river.Client[*sql.Tx]
+	pool   *pgxpool.Pool
+	max    int
+	wake   chan struct{} // SQLite only: see wake.go
 }
 
 // New builds the client; Start it when Options.Workers is set.
@@ -66,10 +67,6 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 	case "sqlite":
 		q.wake = make(chan struct{}, 1)
 		driver = &wakingSQLiteDriver{Driver: riversqlite.New(o.Store.DB()), wake: q.wake}
-		q.complete = func(ctx context.Context, tx *sql.Tx, job *river.Job[ExecuteArgs]) error {
-			_, err := river.JobCompleteTx[*riversqlite.Driver](ctx, tx, job)
-			return err
-		}
 	case "postgres":
 		pool, err := pgxpool.New(ctx, o.DatabaseURL)
 		if err != nil {
@@ -77,10 +74,6 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 		}
 		q.pool = pool
 		driver = riverdatabasesql.NewWithPgxListener(o.Store.DB(), pool)
-		q.complete = func(ctx context.Context, tx *sql.Tx, job *river.Job[ExecuteArgs]) error {
-			_, err := river.JobCompleteTx[*riverdatabasesql.Driver](ctx, tx, job)
-			return err
-		}
 	default:
 		return nil, fmt.Errorf("queue: unknown driver %q", o.Store.Driver())
 	}
@@ -122,11 +115,6 @@ func (q *Queue) Wake() {
 	if q.wake != nil {
 		wakeSignal(q.wake)
 	}
-}
-
-// Complete marks job completed inside tx (the transaction that records the result).
-func (q *Queue) Complete(ctx context.Context, tx *sql.Tx, job *river.Job[ExecuteArgs]) error {
-	return q.complete(ctx, tx, job)
 }
 
 // Start begins fetching and working jobs.

@@ -677,7 +677,7 @@ func (s *sqlStore) StartAttempt(ctx context.Context, id uuid.UUID, attempt int, 
 // finish writes a terminal result under a conditional update: the status
 // must be one of from and, when attempt is given, attempts must equal it.
 func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.Status, attempt *int,
-	r *execution.Result, now time.Time, complete TxFunc) error {
+	r *execution.Result, now time.Time) error {
 	if r == nil || !r.Status.Terminal() {
 		return errors.New("store: a finished execution needs a terminal result")
 	}
@@ -706,9 +706,6 @@ func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.St
 		}
 		if n == 0 {
 			return s.fencedOrMissing(ctx, tx, id)
-		}
-		if complete != nil {
-			return complete(ctx, tx)
 		}
 		return nil
 	})
@@ -742,7 +739,7 @@ func (s *sqlStore) updateAndNotify(ctx context.Context, tx *sql.Tx, update strin
 	return n, rows.Err()
 }
 
-func (s *sqlStore) FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time, complete TxFunc) error {
+func (s *sqlStore) FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time) error {
 	if r == nil {
 		return errors.New("store: FinishAttempt without a result")
 	}
@@ -753,7 +750,7 @@ func (s *sqlStore) FinishAttempt(ctx context.Context, id uuid.UUID, attempt int,
 			from = append(from, st)
 		}
 	}
-	return s.finish(ctx, id, from, &attempt, r, now, complete)
+	return s.finish(ctx, id, from, &attempt, r, now)
 }
 
 func (s *sqlStore) FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) error {
@@ -768,7 +765,7 @@ func (s *sqlStore) FailUnstarted(ctx context.Context, id uuid.UUID, r *execution
 		cp.Status = execution.Failed
 		r = &cp
 	}
-	return s.finish(ctx, id, execution.Predecessors(execution.Failed), nil, r, now, nil)
+	return s.finish(ctx, id, execution.Predecessors(execution.Failed), nil, r, now)
 }
 
 func (s *sqlStore) QueueDepth(ctx context.Context) (int64, error) {

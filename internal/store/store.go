@@ -31,7 +31,7 @@ var (
 )
 
 // TxFunc runs inside a store transaction, so that what it writes (a River
-// job insert or completion) commits or rolls back with the store's rows.
+// job insert) commits or rolls back with the store's rows.
 type TxFunc func(ctx context.Context, tx *sql.Tx) error
 
 // Store is the narrow interface the API and the workers use.
@@ -74,9 +74,9 @@ type Store interface {
 	// attempt already started it.
 	StartAttempt(ctx context.Context, id uuid.UUID, attempt int, now time.Time) (*execution.Execution, error)
 	// FinishAttempt records a terminal result only if the execution is
-	// RUNNING under this attempt (else ErrFenced), calling complete in the
-	// same transaction, and wakes waiters of other processes (PostgreSQL NOTIFY).
-	FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time, complete TxFunc) error
+	// RUNNING under this attempt (else ErrFenced), and wakes waiters of
+	// other processes (PostgreSQL NOTIFY).
+	FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time) error
 	// FailUnstarted ends a QUEUED or RUNNING execution FAILED with r (used when
 	// the retry budget is spent); ErrFenced if already terminal.
 	FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) error

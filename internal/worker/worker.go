@@ -6,7 +6,6 @@ package worker
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,7 +33,6 @@ type Worker struct {
 	river.WorkerDefaults[queue.ExecuteArgs]
 
 	Store     store.Store
-	Queue     *queue.Queue
 	Sandbox   Executor
 	Languages *language.Registry
 	Limits    language.StepLimits
@@ -105,7 +103,9 @@ func (w *Worker) retry(ctx context.Context, log *slog.Logger, job *river.Job[que
 	return cause
 }
 
-// finish records the result and completes the job in one transaction.
+// finish records the result. River completes the job once Work returns;
+// should this process die before that, the job's next attempt finds the
+// execution settled and does nothing.
 func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *river.Job[queue.ExecuteArgs], e *execution.Execution, r *execution.Result) error {
 	id := job.Args.ExecutionID
 	// The result must land even if the job's context is being cancelled by
@@ -113,14 +113,13 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *river.Job[qu
 	// A database blip is waited out here rather than re-running the program.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordBudget)
 	defer cancel()
-	complete := func(ctx context.Context, tx *sql.Tx) error { return w.Queue.Complete(ctx, tx, job) }
 	now := w.Now()
 	var err error
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
 		if e == nil {
 			err = w.Store.FailUnstarted(ctx, id, r, now)
 		} else {
-			err = w.Store.FinishAttempt(ctx, id, job.Attempt, r, now, complete)
+			err = w.Store.FinishAttempt(ctx, id, job.Attempt, r, now)
 		}
 		if !errors.Is(err, store.ErrUnavailable) {
 			break

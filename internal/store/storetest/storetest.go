@@ -48,7 +48,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Options) {
 		{"Idempotency", testIdempotency},
 		{"IdempotencyRace", testIdempotencyRace},
 		{"AttemptFencing", testFencing},
-		{"CompleteRollsBack", testCompleteRollback},
 		{"ResultRoundTrip", testResultRoundTrip},
 		{"FailUnstarted", testFailUnstarted},
 		{"IllegalTransitions", testIllegalTransitions},
@@ -383,7 +382,7 @@ func testInflightCap(t *testing.T, s store.Store) {
 	}
 	_, _, err = s.CreateExecution(ctxT(t), newExec(ss, "", "h"), 2, nil)
 	wantErr(t, "running counts as in flight", err, store.ErrTooManyInflight)
-	if err := s.FinishAttempt(ctxT(t), items[0].ID, 1, okResult(), time.Now(), nil); err != nil {
+	if err := s.FinishAttempt(ctxT(t), items[0].ID, 1, okResult(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), 2, nil); err != nil {
@@ -486,13 +485,13 @@ func testFencing(t *testing.T, s store.Store) {
 	_, err = s.StartAttempt(ctx, e.ID, 1, st1)
 	wantErr(t, "late start of attempt 1", err, store.ErrFenced)
 	late := &execution.Result{Status: execution.Failed, Stdout: "stale", Error: &execution.Error{Code: execution.RuntimeError, Message: "x"}}
-	wantErr(t, "finish attempt 1", s.FinishAttempt(ctx, e.ID, 1, late, time.Now(), nil), store.ErrFenced)
+	wantErr(t, "finish attempt 1", s.FinishAttempt(ctx, e.ID, 1, late, time.Now()), store.ErrFenced)
 	fin := t0.Add(time.Minute)
-	if err := s.FinishAttempt(ctx, e.ID, 2, okResult(), fin, nil); err != nil {
+	if err := s.FinishAttempt(ctx, e.ID, 2, okResult(), fin); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "finish twice", s.FinishAttempt(ctx, e.ID, 2, okResult(), time.Now(), nil), store.ErrFenced)
-	wantErr(t, "finish attempt 1 after", s.FinishAttempt(ctx, e.ID, 1, late, time.Now(), nil), store.ErrFenced)
+	wantErr(t, "finish twice", s.FinishAttempt(ctx, e.ID, 2, okResult(), time.Now()), store.ErrFenced)
+	wantErr(t, "finish attempt 1 after", s.FinishAttempt(ctx, e.ID, 1, late, time.Now()), store.ErrFenced)
 	_, err = s.StartAttempt(ctx, e.ID, 3, time.Now())
 	wantErr(t, "start terminal", err, store.ErrFenced)
 	got, err = s.GetExecution(ctx, "t", e.ID)
@@ -502,36 +501,10 @@ func testFencing(t *testing.T, s store.Store) {
 	}
 	_, err = s.StartAttempt(ctx, uuid.New(), 1, time.Now())
 	wantErr(t, "start unknown", err, store.ErrExecutionNotFound)
-	wantErr(t, "finish unknown", s.FinishAttempt(ctx, uuid.New(), 1, okResult(), time.Now(), nil), store.ErrExecutionNotFound)
+	wantErr(t, "finish unknown", s.FinishAttempt(ctx, uuid.New(), 1, okResult(), time.Now()), store.ErrExecutionNotFound)
 	wantErr(t, "fail unknown", s.FailUnstarted(ctx, uuid.New(), late, time.Now()), store.ErrExecutionNotFound)
-	if err := s.FinishAttempt(ctx, e.ID, 2, &execution.Result{Status: execution.Running}, time.Now(), nil); err == nil {
+	if err := s.FinishAttempt(ctx, e.ID, 2, &execution.Result{Status: execution.Running}, time.Now()); err == nil {
 		t.Fatal("non-terminal result accepted")
-	}
-}
-
-func testCompleteRollback(t *testing.T, s store.Store) {
-	ctx := ctxT(t)
-	ss := NewSession(t, s, "t")
-	e := NewExecution(t, s, ss)
-	if _, err := s.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	boom := errors.New("complete failed")
-	err := s.FinishAttempt(ctx, e.ID, 1, okResult(), time.Now(), func(ctx context.Context, tx *sql.Tx) error {
-		var st string
-		if err := tx.QueryRowContext(ctx, `SELECT status FROM executions WHERE id = $1`, e.ID).Scan(&st); err != nil || st != "COMPLETED" {
-			t.Errorf("complete does not see the result in its tx: %q %v", st, err)
-		}
-		return boom
-	})
-	wantErr(t, "complete error", err, boom)
-	got, _ := s.GetExecution(ctx, "t", e.ID)
-	if got.Status != execution.Running || got.Result != nil || got.FinishedAt != nil {
-		t.Fatalf("result not rolled back: %+v", got)
-	}
-	called := false
-	if err := s.FinishAttempt(ctx, e.ID, 1, okResult(), time.Now(), func(context.Context, *sql.Tx) error { called = true; return nil }); err != nil || !called {
-		t.Fatalf("finish after rollback: %v called=%v", err, called)
 	}
 }
 
@@ -552,7 +525,7 @@ func testResultRoundTrip(t *testing.T, s store.Store) {
 		if _, err := s.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.FinishAttempt(ctx, e.ID, 1, r, time.Now(), nil); err != nil {
+		if err := s.FinishAttempt(ctx, e.ID, 1, r, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.GetExecution(ctx, "t", e.ID)
@@ -640,13 +613,13 @@ func testIllegalTransitions(t *testing.T, s store.Store) {
 	ops := []op{
 		{"StartAttempt", execution.Running, false, func(id uuid.UUID) error { _, err := s.StartAttempt(ctx, id, 2, time.Now()); return err }},
 		{"FinishAttempt COMPLETED", execution.Completed, true, func(id uuid.UUID) error {
-			return s.FinishAttempt(ctx, id, 1, okResult(), time.Now(), nil)
+			return s.FinishAttempt(ctx, id, 1, okResult(), time.Now())
 		}},
 		{"FinishAttempt FAILED", execution.Failed, true, func(id uuid.UUID) error {
-			return s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Failed}, time.Now(), nil)
+			return s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Failed}, time.Now())
 		}},
 		{"FinishAttempt TIMEOUT", execution.Timeout, true, func(id uuid.UUID) error {
-			return s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Timeout}, time.Now(), nil)
+			return s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Timeout}, time.Now())
 		}},
 		{"FailUnstarted", execution.Failed, false, func(id uuid.UUID) error {
 			return s.FailUnstarted(ctx, id, &execution.Result{Status: execution.Failed}, time.Now())
@@ -781,7 +754,7 @@ func testPurge(t *testing.T, s store.Store) {
 		if _, err := s.StartAttempt(ctx, x.id, 1, old); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.FinishAttempt(ctx, x.id, 1, okResult(), x.end, nil); err != nil {
+		if err := s.FinishAttempt(ctx, x.id, 1, okResult(), x.end); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -866,7 +839,7 @@ loop:
 				t.Fatal(err)
 			}
 			finished[e.ID] = true
-			if err := other.FinishAttempt(context.Background(), e.ID, 1, okResult(), time.Now(), nil); err != nil {
+			if err := other.FinishAttempt(context.Background(), e.ID, 1, okResult(), time.Now()); err != nil {
 				t.Fatal(err)
 			}
 		case <-deadline:
