@@ -119,9 +119,12 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 	if poll == 0 {
 		// River wakes workers on a transactional insert only through
 		// PostgreSQL's LISTEN/NOTIFY; on SQLite a fetch of the local file
-		// costs tens of microseconds, so poll often instead.
+		// costs tens of microseconds, so a worker process polls often
+		// instead. `serve` does not need to: its API wakes its own workers
+		// the moment a run commits (queue.Wake), and a 5 ms poll would cost
+		// an idle server 3-5 % of a core.
 		poll = time.Second
-		if st.Driver() == "sqlite" {
+		if st.Driver() == "sqlite" && roles&RoleAPI == 0 {
 			poll = 5 * time.Millisecond
 		}
 	}

@@ -110,7 +110,7 @@ var Vars = []Var{
 	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
 	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged", server},
 	{"RUNBOX_RESCUE_AFTER", "compile + run wall time + 35s", "a run still RUNNING this long is presumed orphaned by a dead worker and re-queued (it must exceed the longest allowed run)", worker},
-	{"RUNBOX_FETCH_POLL_INTERVAL", "1s on PostgreSQL, 5ms on SQLite", "how often idle workers look for new jobs; PostgreSQL wakes them on insert (LISTEN/NOTIFY), and so does `serve` on SQLite (the API wakes its own workers when a run commits); a SQLite worker in another process relies on this poll of the local file (about 5 % of a core while idle; raise it to trade latency for idle CPU)", worker},
+	{"RUNBOX_FETCH_POLL_INTERVAL", "5ms for a `runbox worker` on SQLite, else 1s", "how often idle workers look for new jobs; PostgreSQL wakes them on insert (LISTEN/NOTIFY), and so does `serve` on SQLite (the API wakes its own workers when a run commits); a SQLite worker in another process relies on this poll of the local file (about 3 % of a core while idle; raise it to trade latency for idle CPU)", worker},
 }
 
 // VarsFor returns the variables the given subcommand reads.
