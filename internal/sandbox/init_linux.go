@@ -12,8 +12,8 @@ package sandbox
 //	box    mount a fresh /box tmpfs and write the run's files into it
 //	step   fresh /tmp and /dev/shm, then start the program (see launch)
 //	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool);
-//	       the host has put us in the next step's cgroup: prepare the
-//	       next step's launcher
+//	       we are in the next step's cgroup (the same one, or a new one
+//	       the host has put us in): prepare the next step's launcher
 //
 // EOF on fd 3 means the host (the worker process) is gone: the init exits,
 // and the kernel kills everything left in its pid namespace.

@@ -41,8 +41,9 @@ package sandbox
 //	       Request.Files by the init itself (read from a memfd); shared by
 //	       the compile and run steps, which run in the same jail. The host
 //	       mounts nothing and never opens a path inside a jail.
-//	step   a fresh cgroup with the step's limits (the init moves into it,
-//	       the previous one is removed in the background), fresh /tmp and
+//	step   the jail's cgroup with the step's limits and its peak memory
+//	       reset (or, where the kernel cannot reset it, a fresh cgroup the
+//	       init moves into; see jail.stepCgroup), fresh /tmp and
 //	       /dev/shm tmpfs, and a fresh IPC, network and cgroup namespace,
 //	       unshared by the dedicated thread that forks the program (made
 //	       ahead, between steps: see launcher in init_linux.go).
@@ -52,7 +53,7 @@ package sandbox
 // still pays a Go re-exec, a mount namespace copy, ~40 mounts and a network
 // namespace teardown, 2-5 ms of CPU per run, which caps parallel throughput
 // well below 0.85 of bare exec on 2 cores. (b) pays a few mounts, one
-// unshare and three cgroup mkdirs per step. Isolation of a reused jail is
+// unshare and a few cgroup file writes per step. Isolation of a reused jail is
 // shown to equal a fresh one's state by state:
 //   - processes: after the program exits, the launcher thread (pid 1's)
 //     kill(-1, SIGKILL)s the namespace and reaps until ECHILD before it
@@ -65,8 +66,10 @@ package sandbox
 //   - SysV IPC, POSIX message queues, abstract unix sockets, loopback
 //     sockets: a new IPC and network namespace per step, held only by the
 //     step's processes, so the old ones die with them.
-//   - cgroup counters (memory peak, OOM count, CPU, pids): a new cgroup
-//     per step.
+//   - cgroup counters (memory peak, OOM count, CPU): the peak is reset and
+//     the others counted from their values at the step's start (a new
+//     cgroup per step where the peak cannot be reset); the program sees no
+//     cgroupfs, and its cgroup namespace is rooted at that cgroup.
 //   - credentials, capabilities, seccomp, no_new_privs: per-thread
 //     attributes of the launcher thread, created anew per step; the
 //     thread ends locked so the Go runtime destroys it.
@@ -77,7 +80,7 @@ package sandbox
 //
 // Teardown off the critical path: the verdict and output are final and
 // every process of the run is dead before Execute returns; clearing the
-// jail's tmpfs, removing step cgroups and killing surplus jails happen in
+// jail's tmpfs, removing retired cgroups and killing surplus jails happen in
 // the background.
 
 import (
@@ -347,7 +350,7 @@ const (
 	killCancel
 )
 
-// runStep runs one step in jail j, in a fresh cgroup with the step's limits.
+// runStep runs one step in jail j, in the cgroup stepCgroup gives it.
 func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Request, st *Step) (*StepReport, error) {
 	lim := st.Limits
 	log := s.log.With("jail", j.id, "step", name)
