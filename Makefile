@@ -8,7 +8,7 @@ test:
 	go vet ./...
 	go test -race -count=1 ./...
 
-# The benchmark (root; SQLite and, when reachable, PostgreSQL; ~7 min):
+# The benchmark (root; SQLite and, when reachable, PostgreSQL; ~6 min):
 # the table on stdout and, with every figure in JSON, under bench/results/.
 BENCH_OUT := bench/results/bench-$(shell date -u +%Y%m%d-%H%M)
 bench:
