@@ -12,22 +12,8 @@ import (
 	"github.com/runbox/runbox/internal/store/storetest"
 )
 
-func openSQLite(t *testing.T) store.Store {
-	t.Helper()
-	ctx := context.Background()
-	s, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "test.db"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	if err := store.MigrateAll(ctx, s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestSQLiteContract(t *testing.T) {
-	storetest.Run(t, openSQLite)
+	storetest.Run(t, storetest.OpenSQLite)
 }
 
 func TestSQLiteOpenDefault(t *testing.T) {
@@ -137,7 +123,7 @@ func TestSQLiteQueueDepth100k(t *testing.T) {
 		// makes the timing meaningless; run without -race to measure.
 		t.Skip("skipped under -race (set RUNBOX_TEST_BIG=1 to force)")
 	}
-	s := openSQLite(t)
+	s := storetest.OpenSQLite(t)
 	ctx := context.Background()
 	ss := storetest.NewSession(t, s, "")
 	start := time.Now()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,7 +13,6 @@ import (
 	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/queue"
 	"github.com/runbox/runbox/internal/sandbox"
-	"github.com/runbox/runbox/internal/store"
 	"github.com/runbox/runbox/internal/store/storetest"
 )
 
@@ -30,14 +28,7 @@ func (f executorFunc) Execute(ctx context.Context, req sandbox.Request) (*sandbo
 // without running the program or touching the recorded result.
 func TestSettledExecutionIsNotRunAgain(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "test.db"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := store.MigrateAll(ctx, st); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenSQLite(t)
 	e := storetest.NewExecution(t, st, storetest.NewSession(t, st, "t"))
 	if _, err := st.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
 		t.Fatal(err)

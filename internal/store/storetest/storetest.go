@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,22 @@ import (
 	"github.com/runbox/runbox/internal/session"
 	"github.com/runbox/runbox/internal/store"
 )
+
+// OpenSQLite returns a fresh, migrated SQLite store in a temporary
+// directory, closed at the end of the test.
+func OpenSQLite(t *testing.T) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "test.db"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := store.MigrateAll(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // Options adds what some tests need beyond a fresh store.
 type Options struct {
