@@ -52,10 +52,13 @@ type Language struct {
 	SourceFile     string   `yaml:"source_file"`
 	Compile        []string `yaml:"compile"`
 	Run            []string `yaml:"run"`
-	Template       string   `yaml:"template"`
-	Paths          []string `yaml:"paths"`
-	Env            []string `yaml:"env"`
-	Limits         struct {
+	// Prestart "python" says that run is a python interpreter followed by
+	// the script: a pooled jail starts the interpreter ahead of the run.
+	Prestart string   `yaml:"prestart"`
+	Template string   `yaml:"template"`
+	Paths    []string `yaml:"paths"`
+	Env      []string `yaml:"env"`
+	Limits   struct {
 		Compile Override `yaml:"compile"`
 		Run     Override `yaml:"run"`
 	} `yaml:"limits"`
@@ -125,6 +128,10 @@ func (l *Language) validate() error {
 		return errors.New("compile must start with an absolute path")
 	case len(l.VersionCommand) == 0 || !strings.HasPrefix(l.VersionCommand[0], "/"):
 		return errors.New("version_command must start with an absolute path")
+	case l.Prestart != "" && l.Prestart != "python":
+		return errors.New(`prestart must be "python" or absent`)
+	case l.Prestart != "" && (len(l.Compile) > 0 || len(l.Run) < 2 || !filePattern.MatchString(l.Run[1])):
+		return errors.New("prestart needs a run of [interpreter, script, args...] and no compile")
 	}
 	for _, o := range []Override{l.Limits.Compile, l.Limits.Run} {
 		if o.Memory != "" {
@@ -204,8 +211,9 @@ type StepLimits struct {
 // Request builds the sandbox request that compiles (if needed) and runs source.
 func (l *Language) Request(source, stdin string, d StepLimits) sandbox.Request {
 	req := sandbox.Request{
-		Files:         []sandbox.File{{Name: l.SourceFile, Content: []byte(source), Mode: 0o644}},
-		Run:           sandbox.Step{Argv: l.Run, Stdin: []byte(stdin), Limits: d.limits(d.Run, l.Limits.Run)},
+		Files: []sandbox.File{{Name: l.SourceFile, Content: []byte(source), Mode: 0o644}},
+		Run: sandbox.Step{Argv: l.Run, Stdin: []byte(stdin), Limits: d.limits(d.Run, l.Limits.Run),
+			PythonScript: l.Prestart == "python"},
 		ReadOnlyPaths: l.Paths,
 		Env:           append(slices.Clone(BaseEnv), l.Env...),
 	}

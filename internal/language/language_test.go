@@ -34,14 +34,18 @@ func TestEmbeddedRegistryHasEveryRequiredLanguage(t *testing.T) {
 
 func TestLoadRefusesBadFiles(t *testing.T) {
 	cases := map[string]string{
-		"not yaml":          "languages: [",
-		"unknown field":     "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true], colour: red}\n",
-		"relative run":      "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [python3]}\n",
-		"path in file name": "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: ../a, run: [/bin/true]}\n",
-		"bad id":            "languages:\n  - {id: X Y, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true]}\n",
-		"duplicate":         "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true]}\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true]}\n",
-		"bad memory":        "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true], limits: {run: {memory: lots}}}\n",
-		"empty":             "languages: []\n",
+		"not yaml":            "languages: [",
+		"unknown field":       "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true], colour: red}\n",
+		"relative run":        "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [python3]}\n",
+		"path in file name":   "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: ../a, run: [/bin/true]}\n",
+		"bad id":              "languages:\n  - {id: X Y, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true]}\n",
+		"duplicate":           "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true]}\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true]}\n",
+		"bad memory":          "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/true], limits: {run: {memory: lots}}}\n",
+		"empty":               "languages: []\n",
+		"unknown prestart":    "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/bin/node, a], prestart: node}\n",
+		"prestart, no script": "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/usr/bin/python3], prestart: python}\n",
+		"prestart, a flag":    "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/usr/bin/python3, -u, a], prestart: python}\n",
+		"prestart, compile":   "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, compile: [/bin/true], run: [/usr/bin/python3, a], prestart: python}\n",
 	}
 	for name, body := range cases {
 		path := filepath.Join(t.TempDir(), "l.yaml")

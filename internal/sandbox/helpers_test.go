@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -131,11 +132,16 @@ func trunc(b []byte) string {
 }
 
 // jailProcs lists host processes running as the jail uid in a cgroup of s
-// (other packages' tests may run jails at the same time).
+// (other packages' tests may run jails at the same time), but for the
+// interpreters prestarted in idle jails (see prestartedProcs).
 func jailProcs(s *Sandbox) []string {
 	var out []string
+	prestarted := prestartedProcs(s)
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
+		if slices.Contains(prestarted, e.Name()) {
+			continue
+		}
 		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
 		if err != nil {
 			continue
@@ -149,6 +155,23 @@ func jailProcs(s *Sandbox) []string {
 			}
 		}
 		f.Close()
+	}
+	return out
+}
+
+// prestartedProcs lists the host pids of the python interpreters
+// prestarted in s's jails, waiting for their step.
+func prestartedProcs(s *Sandbox) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.HasSuffix(string(cmd), "\x00-c\x00"+prestartSource+"\x00") {
+			continue
+		}
+		if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
+			out = append(out, e.Name())
+		}
 	}
 	return out
 }

@@ -9,11 +9,14 @@ package sandbox
 //	setup  build the root (read-only binds, /etc, /dev, /proc), pivot into
 //	       it; sent once, after the host put us in our first cgroup; then
 //	       prepare the first step's launcher
-//	box    mount a fresh /box tmpfs and write the run's files into it
+//	box    mount a fresh /box tmpfs and write the run's files into it;
+//	       kill a prestarted interpreter unless it serves the first step
 //	step   fresh /tmp and /dev/shm, then start the program (see launch)
 //	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool);
 //	       we are in the next step's cgroup (the same one, or a new one
 //	       the host has put us in): prepare the next step's launcher
+//	prestart  have that launcher start a python interpreter for the
+//	       next step (see prestart_linux.go)
 //
 // EOF on fd 3 means the host (the worker process) is gone: the init exits,
 // and the kernel kills everything left in its pid namespace.
@@ -60,7 +63,7 @@ const (
 
 // initReq is one message from the host.
 type initReq struct {
-	Op string // setup, box, step, clear
+	Op string // setup, box, step, clear, prestart
 	// setup
 	Root     string   // empty host directory to build the root on
 	ReadOnly []string // extra read-only paths
@@ -68,6 +71,9 @@ type initReq struct {
 	// box: the files' contents follow each other in the passed memfd
 	BoxBytes int64
 	Files    []fileMeta
+	// box: the first step's, when a prestarted interpreter may serve it;
+	// prestart: what to start
+	Prestart *prestartSpec
 	// step: fds 0, 1, 2 of the program are passed
 	Argv     []string
 	Env      []string
@@ -88,11 +94,14 @@ type rlimit struct {
 
 // initMsg is one message to the host.
 type initMsg struct {
-	Ok      bool   `json:",omitempty"` // setup, box or clear done
-	Started bool   `json:",omitempty"`
-	Exited  bool   `json:",omitempty"`
-	Status  uint32 `json:",omitempty"` // syscall.WaitStatus
-	Error   string `json:",omitempty"` // an internal error; the jail is unusable
+	Ok      bool `json:",omitempty"` // setup, box or clear done
+	Started bool `json:",omitempty"`
+	// Prestarted (with Started): the program is an interpreter started
+	// before the step, which began when the jail went back to the pool.
+	Prestarted bool   `json:",omitempty"`
+	Exited     bool   `json:",omitempty"`
+	Status     uint32 `json:",omitempty"` // syscall.WaitStatus
+	Error      string `json:",omitempty"` // an internal error; the jail is unusable
 }
 
 // Init must be the first call in main (and in TestMain of any package
@@ -194,7 +203,22 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		}
 		st.send(initMsg{Ok: true})
 	case "box":
+		if l := st.next; l != nil && l.pre != nil && !l.pre.spec.serves(req.Prestart) {
+			l.pre.kill()
+			l.pre = nil
+		}
 		if err := st.mountBox(req, fds); err != nil {
+			return err
+		}
+		st.send(initMsg{Ok: true})
+	case "prestart":
+		closeFds(fds)
+		if st.next == nil || req.Prestart == nil {
+			return errors.New("prestart: bad request")
+		}
+		done := make(chan error)
+		st.next.work <- launchWork{prestart: req.Prestart, done: done}
+		if err := <-done; err != nil {
 			return err
 		}
 		st.send(initMsg{Ok: true})
@@ -230,7 +254,7 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			closeFds(fds)
 			return err
 		}
-		l.start <- launchWork{req: req, fds: fds}
+		l.work <- launchWork{req: req, fds: fds}
 	default:
 		closeFds(fds)
 		return fmt.Errorf("unknown op %q", req.Op)
@@ -342,12 +366,37 @@ func (r *sectionReader) Read(p []byte) (int, error) {
 // step's program, so they are as fresh as if created at the step.
 type launcher struct {
 	cgroup string // /proc/self/cgroup when it unshared
-	start  chan launchWork
+	work   chan launchWork
+	// The fields below belong to the launcher's goroutine while it works,
+	// to the main loop while it waits for work.
+	confined bool        // its thread dropped its capabilities and loaded the filter
+	pre      *prestarted // an interpreter started for the next step
 }
 
+// launchWork is a step to launch, or (prestart set) an interpreter to
+// prestart, after which the launcher waits for more work.
 type launchWork struct {
-	req *initReq
-	fds []int
+	req      *initReq
+	fds      []int
+	prestart *prestartSpec
+	done     chan error // the prestart's outcome
+}
+
+// confine drops the capability sets of the launcher's thread and loads the
+// seccomp filter into it (once): every program forked from the thread
+// inherits both.
+func (l *launcher) confine(prog []unix.SockFilter) error {
+	if l.confined {
+		return nil
+	}
+	if err := dropCapabilities(); err != nil {
+		return err
+	}
+	if err := installSeccomp(prog); err != nil {
+		return err
+	}
+	l.confined = true
+	return nil
 }
 
 // prepareLauncher replaces st.next with a new launcher.
@@ -359,7 +408,7 @@ func (st *initState) prepareLauncher() error {
 	}
 	// The launcher holds one M; keep the spares the step needs besides.
 	spareThreads(spareInitThreads)
-	l := &launcher{cgroup: string(cg), start: make(chan launchWork)}
+	l := &launcher{cgroup: string(cg), work: make(chan launchWork)}
 	ready := make(chan error)
 	go func() {
 		runtime.LockOSThread()
@@ -375,11 +424,14 @@ func (st *initState) prepareLauncher() error {
 		if err != nil {
 			return // ends locked: the runtime destroys the thread
 		}
-		w, ok := <-l.start
-		if !ok {
-			return // dropped
+		for w := range l.work {
+			if w.prestart != nil {
+				w.done <- st.prestart(l, w.prestart)
+				continue
+			}
+			st.launch(l, w.req, w.fds)
+			return
 		}
-		st.launch(w.req, w.fds)
 	}()
 	if err := <-ready; err != nil {
 		return err
@@ -391,8 +443,12 @@ func (st *initState) prepareLauncher() error {
 // dropLauncher ends the prepared launcher, if any, with its thread and
 // namespaces.
 func (st *initState) dropLauncher() {
-	if st.next != nil {
-		close(st.next.start)
+	if l := st.next; l != nil {
+		if l.pre != nil {
+			l.pre.kill()
+			l.pre = nil
+		}
+		close(l.work)
 		st.next = nil
 	}
 }
@@ -424,7 +480,7 @@ func (st *initState) takeLauncher() (*launcher, error) {
 // launch runs one step's program from the launcher's thread (see the top
 // of this file) and reports "started", then "exited" once every process of
 // the step is dead. It never unlocks its thread.
-func (st *initState) launch(req *initReq, fds []int) {
+func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 	fail := func(err error) {
 		closeFds(fds)
 		st.send(initMsg{Error: err.Error()})
@@ -440,21 +496,28 @@ func (st *initState) launch(req *initReq, fds []int) {
 			fail(fmt.Errorf("setrlimit %d: %w", r.Resource, err))
 		}
 	}
-	if err := dropCapabilities(); err != nil {
+	if err := l.confine(st.prog); err != nil {
 		fail(err)
 	}
-	if err := installSeccomp(st.prog); err != nil {
-		fail(err)
+	started := startedMsg
+	pid := 0
+	if p := l.pre; p != nil {
+		l.pre = nil
+		if p.handOver(req, fds) == nil {
+			pid, started = p.pid, prestartedMsg
+		} else {
+			p.kill() // it died: start the program the usual way
+		}
 	}
-	pid, err := syscall.ForkExec(req.Argv[0], req.Argv, &syscall.ProcAttr{
-		Dir:   "/box",
-		Env:   req.Env,
-		Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])},
-		Sys: &syscall.SysProcAttr{
-			Credential: &syscall.Credential{Uid: uint32(st.uid), Gid: uint32(st.gid), Groups: []uint32{}},
-			Setsid:     true,
-		},
-	})
+	var err error
+	if pid == 0 {
+		pid, err = syscall.ForkExec(req.Argv[0], req.Argv, &syscall.ProcAttr{
+			Dir:   "/box",
+			Env:   req.Env,
+			Files: []uintptr{uintptr(fds[0]), uintptr(fds[1]), uintptr(fds[2])},
+			Sys:   &syscall.SysProcAttr{Credential: st.credential(), Setsid: true},
+		})
+	}
 	if err != nil {
 		// Not an internal error: the program could not be started (ENOENT,
 		// EACCES, ENOEXEC...). Report it like a shell does: exit 127/126.
@@ -475,7 +538,7 @@ func (st *initState) launch(req *initReq, fds []int) {
 		_, _, _ = syscall.RawSyscall(syscall.SYS_CLOSE, uintptr(fd), 0, 0)
 	}
 	st.mu.Lock()
-	_, _, e := syscall.RawSyscall(syscall.SYS_WRITE, 3, uintptr(unsafe.Pointer(&startedMsg[0])), uintptr(len(startedMsg)))
+	_, _, e := syscall.RawSyscall(syscall.SYS_WRITE, 3, uintptr(unsafe.Pointer(&started[0])), uintptr(len(started)))
 	st.mu.Unlock()
 	if e != 0 {
 		os.Exit(4)
@@ -545,9 +608,17 @@ func spareThreads(n int) {
 	done.Wait()
 }
 
-// startedMsg is the "started" message, encoded ahead: between the fork and
-// the wait the launcher only makes raw syscalls.
-var startedMsg, _ = json.Marshal(initMsg{Started: true})
+// startedMsg and prestartedMsg are the "started" messages, encoded ahead:
+// between the fork and the wait the launcher only makes raw syscalls.
+var (
+	startedMsg, _    = json.Marshal(initMsg{Started: true})
+	prestartedMsg, _ = json.Marshal(initMsg{Started: true, Prestarted: true})
+)
+
+// credential is the jail user's, with no supplementary groups.
+func (st *initState) credential() *syscall.Credential {
+	return &syscall.Credential{Uid: uint32(st.uid), Gid: uint32(st.gid), Groups: []uint32{}}
+}
 
 // dropCapabilities empties the calling thread's capability bounding,
 // ambient and inheritable sets, so that the program, once setuid to a

@@ -273,13 +273,16 @@ func validateRequest(req *Request) error {
 		if len(st.Argv) == 0 || !filepath.IsAbs(st.Argv[0]) {
 			return errors.New("argv[0] must be an absolute path")
 		}
+		if st.PythonScript && (len(st.Argv) < 2 || !plainName(st.Argv[1]) || strings.HasPrefix(st.Argv[1], "-")) {
+			return errors.New("a python script step is [interpreter, script, args...]")
+		}
 		if l.WallTime <= 0 || l.CPUTime <= 0 || l.MemoryBytes <= 0 || l.Pids <= 0 || l.OutputBytes < 0 ||
 			l.OutputKill <= 0 || l.ScratchBytes <= 0 || l.OpenFiles <= 0 || l.FileBytes <= 0 {
 			return fmt.Errorf("invalid limits %+v", l)
 		}
 	}
 	for _, f := range req.Files {
-		if f.Name == "" || f.Name == "." || f.Name == ".." || strings.ContainsAny(f.Name, "/\x00") {
+		if !plainName(f.Name) {
 			return fmt.Errorf("invalid file name %q", f.Name)
 		}
 	}
@@ -290,6 +293,11 @@ func validateRequest(req *Request) error {
 		}
 	}
 	return nil
+}
+
+// plainName reports whether name is a file name with no directory part.
+func plainName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
 // Execute runs req. The error is only for failures of the sandbox itself
@@ -312,7 +320,13 @@ func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
 	if req.Compile != nil && req.Compile.Limits.ScratchBytes > scratch {
 		scratch = req.Compile.Limits.ScratchBytes
 	}
-	if err := j.fillBox(scratch, req.Files); err != nil {
+	// The interpreter a python script run can be served by, and the one
+	// to prestart when the jail goes back to the pool.
+	j.python = nil
+	if req.Run.PythonScript && req.Compile == nil {
+		j.python = &prestartSpec{Python: req.Run.Argv[0], Env: req.Env}
+	}
+	if err := j.fillBox(scratch, req.Files, j.python); err != nil {
 		return nil, fmt.Errorf("sandbox: prepare box: %w", err)
 	}
 	rep := &Report{}
@@ -395,9 +409,15 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	}
 	// Sampled before the launch: a short program may be over before we
 	// read "started". The launch itself (unshare, seccomp, fork) is well
-	// under a millisecond of CPU and counts as the program's.
+	// under a millisecond of CPU and counts as the program's. The memory
+	// baseline is the lower of the use now and the peak just reset: the
+	// init's own use moves a little (a lot under the race detector), and a
+	// program smaller than the drop would otherwise show no memory at all.
 	cpu0, _ := cg.cpuUsage()
 	mem0, oom0 := cg.memoryUsage(), cg.oomKills()
+	if p := cg.memoryPeak(); p > 0 && p < mem0 {
+		mem0 = p
+	}
 	sendErr := j.send(&initReq{
 		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes,
 		Rlimits: j.applyRlimits(stepRlimits(lim)),
@@ -420,7 +440,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 
 	setup := time.NewTimer(setupTimeout)
 	defer setup.Stop()
-	var started bool
+	var started, prestarted bool
 	for !started {
 		select {
 		case m, ok := <-j.msgs:
@@ -436,7 +456,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 			if m.Error != "" {
 				return internal(errors.New(m.Error))
 			}
-			started = m.Started
+			started, prestarted = m.Started, m.Prestarted
 		case <-setup.C:
 			return internal(errors.New("jail set-up timed out"))
 		case <-ctx.Done():
@@ -444,6 +464,9 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 		}
 	}
 	start := time.Now()
+	if prestarted {
+		cpu0, mem0 = j.baseCPU, j.baseMem
+	}
 
 	// Stdin: written in the background; EPIPE (program did not read it all)
 	// is normal.

@@ -46,6 +46,14 @@ type jail struct {
 	// and raising a hard limit needs CAP_SYS_RESOURCE, which hosts (and
 	// containers) often withhold: a jail's rlimits can only go down.
 	rlim []rlimit
+	// python is the interpreter and environment of the jail's last run,
+	// when it was a python script: what to prestart for the next one
+	// (see prestart_linux.go). baseCPU and baseMem are the cgroup's use
+	// just before that, the baselines of the step it serves: its start
+	// counts as the step's, as a fresh interpreter's would.
+	python  *prestartSpec
+	baseCPU time.Duration
+	baseMem int64
 
 	killed   atomic.Bool
 	waitOnce sync.Once
@@ -139,9 +147,10 @@ func (j *jail) call(req *initReq, fds ...int) error {
 }
 
 // fillBox mounts a fresh /box in the jail and has the init write the files
-// (the host never touches a path inside the jail).
-func (j *jail) fillBox(size int64, files []File) error {
-	req := &initReq{Op: "box", BoxBytes: size}
+// (the host never touches a path inside the jail). first is what a
+// prestarted interpreter must be to serve the first step (nil: none may).
+func (j *jail) fillBox(size int64, files []File, first *prestartSpec) error {
+	req := &initReq{Op: "box", BoxBytes: size, Prestart: first}
 	if len(files) == 0 {
 		return j.call(req)
 	}
@@ -364,6 +373,14 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 		}
 		if keep {
 			keep = j.call(&initReq{Op: "clear"}) == nil
+		}
+		if keep && j.python != nil {
+			var err error
+			j.baseCPU, err = j.cg.cpuUsage()
+			j.baseMem = j.cg.memoryUsage()
+			if err == nil {
+				keep = j.call(&initReq{Op: "prestart", Prestart: j.python}) == nil
+			}
 		}
 		if keep {
 			// Under load more jails than PoolSize may be in use (each

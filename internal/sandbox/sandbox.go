@@ -28,6 +28,12 @@ type Step struct {
 	Argv   []string // argv[0] is an absolute path inside the jail
 	Stdin  []byte
 	Limits Limits
+	// PythonScript says that Argv is a python interpreter, a script in the
+	// working directory and its arguments: a pooled jail whose last run was
+	// the same interpreter with the same environment starts the next one
+	// ahead, between runs, and hands it the script when the step comes
+	// (see prestart_linux.go). Only a run with no compile step uses it.
+	PythonScript bool
 }
 
 // File is written into the jail's working directory before the first step.
