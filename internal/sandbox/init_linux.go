@@ -120,6 +120,7 @@ type initState struct {
 	uid  int
 	gid  int
 	prog []unix.SockFilter
+	rlim []rlimit  // the process's, as the last step set them
 	next *launcher // prepared for the next step, if any
 }
 
@@ -496,6 +497,7 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 			fail(fmt.Errorf("setrlimit %d: %w", r.Resource, err))
 		}
 	}
+	st.rlim = req.Rlimits
 	if err := l.confine(st.prog); err != nil {
 		fail(err)
 	}

@@ -144,6 +144,10 @@ type Sandbox struct {
 	closed bool
 	idle   chan *jail
 	refill chan struct{}
+
+	// cpuIdle decides whether a jail going back to the pool prestarts
+	// its next python interpreter (see cpuidle_linux.go).
+	cpuIdle *idleMeter
 }
 
 // sweepInterval is how often a live instance looks for dead siblings that
@@ -193,6 +197,7 @@ func New(cfg Config) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	s.size = cfg.PoolSize
+	s.cpuIdle = newIdleMeter()
 	if s.size <= 0 {
 		s.size = 2 * runtime.NumCPU()
 	}

@@ -374,7 +374,7 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 		if keep {
 			keep = j.call(&initReq{Op: "clear"}) == nil
 		}
-		if keep && j.python != nil {
+		if keep && j.python != nil && s.cpuIdle.idleShare() >= prestartMinIdle {
 			var err error
 			j.baseCPU, err = j.cg.cpuUsage()
 			j.baseMem = j.cg.memoryUsage()

@@ -2,18 +2,18 @@
 # interpreter as `python3 -c <this>` ahead of a step, already as the jail's
 # user, under the step's namespaces and seccomp filter, with /dev/null on
 # fds 0-2 and a socket on fd 3. It waits there for its step: one message,
-# "resource value ...\n" (the step's rlimits, which only a process itself
-# may lower: the init lacks CAP_SYS_RESOURCE on many hosts) then the step's
-# argv, NUL-separated, with the step's stdin, stdout and stderr attached.
+# "resource value ...\n" (the step's rlimits where they differ from those
+# it was started with; only a process itself may lower them, as the init
+# lacks CAP_SYS_RESOURCE on many hosts) then the step's argv, NUL-separated,
+# with the step's stdin, stdout and stderr attached.
 # It runs the script as `python3 script args...` would. If the socket
 # closes instead, it was not needed: it exits.
 #
 # What a script can tell apart from a fresh interpreter: one more frame
-# under its own (inspect.stack(), recursion depth), _socket and resource in
-# sys.modules,
+# under its own (inspect.stack(), recursion depth), _socket in sys.modules,
 # and the CPU it used to start (resource.getrusage). Tracebacks, sys.argv,
 # sys.orig_argv, sys.path, __main__ and exit statuses are as in a fresh one.
-import sys, os, _socket, resource
+import sys, os, _socket
 
 del sys.path[0]  # -c's '' (the working directory): the script's own replaces it
 sock = _socket.socket(fileno=3)
@@ -30,15 +30,16 @@ if len(fds) != 3 or not msg:
 for i, fd in enumerate(fds):
     os.dup2(fd, i)
     os.close(fd)
-del sock, anc, fds, i, fd
 limits, _, argv = msg.partition(b"\n")
-limits = [int(n) for n in limits.split()]
-for i in range(0, len(limits) - 1, 2):
-    resource.setrlimit(limits[i], (limits[i + 1], limits[i + 1]))
+if limits:  # only when the step's differ from those it was started with
+    import resource
+
+    limits = [int(n) for n in limits.split()]
+    for r, v in zip(limits[::2], limits[1::2]):
+        resource.setrlimit(r, (v, v))
 os.chdir("/box")
 sys.orig_argv = [os.fsdecode(a) for a in argv.split(b"\0")]
 sys.argv = sys.orig_argv[1:]
-del msg, limits, argv, i
 path = os.path.join(os.getcwd(), sys.argv[0])
 sys.path.insert(0, os.path.dirname(path))
 try:

@@ -51,7 +51,8 @@ func (p *prestartSpec) serves(q *prestartSpec) bool {
 type prestarted struct {
 	spec prestartSpec
 	pid  int
-	sock int // our end of its fd 3
+	sock int      // our end of its fd 3
+	rlim []rlimit // the init's when it was forked, which it inherited
 }
 
 // prestart starts an interpreter for spec from l's thread (the caller
@@ -86,16 +87,21 @@ func (st *initState) prestart(l *launcher, spec *prestartSpec) error {
 		unix.Close(pair[0])
 		return nil
 	}
-	l.pre = &prestarted{spec: *spec, pid: pid, sock: pair[0]}
+	l.pre = &prestarted{spec: *spec, pid: pid, sock: pair[0], rlim: st.rlim}
 	return nil
 }
 
-// handOver gives req's step to p: its rlimits (p was forked with the
-// previous step's; the step's are never higher, see jail.applyRlimits) and
-// argv, with the program's stdin, stdout and stderr. It fails if p is gone.
+// handOver gives req's step to p: its rlimits where they differ from
+// those p was forked with (the previous step's; the step's are never
+// higher, see jail.applyRlimits) - setting them costs the interpreter an
+// import - and argv, with the program's stdin, stdout and stderr. It fails
+// if p is gone.
 func (p *prestarted) handOver(req *initReq, fds []int) error {
 	var msg strings.Builder
 	for _, r := range req.Rlimits {
+		if slices.Contains(p.rlim, r) {
+			continue
+		}
 		fmt.Fprintf(&msg, "%d %d ", r.Resource, r.Value)
 	}
 	msg.WriteString("\n")

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ func pyScript(main string, l Limits, files ...File) Request {
 // background, and newSandbox then checks that no other process is left).
 func newPrestartSandbox(t *testing.T) *Sandbox {
 	s := newPoolSandbox(t)
+	s.cpuIdle = fixedIdleMeter(1) // whatever else runs on the host meanwhile
 	t.Cleanup(func() { waitIdle(t, s) })
 	warmUp(t, s)
 	return s
@@ -171,4 +173,44 @@ func TestPrestartedPythonLimits(t *testing.T) {
 	if r := runPrestarted(t, s, pyScript("s = 'x' * (1 << 30)", l)); r.Outcome != OutcomeMemoryLimit {
 		t.Errorf("memory bomb: %s", describe(r))
 	}
+}
+
+// fixedIdleMeter always reports share.
+func fixedIdleMeter(share float64) *idleMeter {
+	return &idleMeter{read: func() ([]byte, error) { return nil, errors.New("not read") }, share: share}
+}
+
+// TestPrestartOnlyWithIdleCPU: on saturated CPUs a jail does not prestart.
+func TestPrestartOnlyWithIdleCPU(t *testing.T) {
+	s := newPoolSandbox(t)
+	s.cpuIdle = fixedIdleMeter(prestartMinIdle / 2)
+	waitIdle(t, s)
+	run(t, s, pyScript("pass", defLimits()))
+	waitIdle(t, s)
+	if p := prestartedProcs(s); len(p) != 0 {
+		t.Errorf("prestarted with the CPUs busy: %v", p)
+	}
+}
+
+func TestIdleMeter(t *testing.T) {
+	stats := []string{
+		"cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n",
+		"cpu  150 0 150 900 0 0 0 0 0 0\n",    // 200 ticks, 100 idle
+		"cpu  250 10 200 900 10 0 0 30 5 0\n", // 200 ticks, 10 idle (iowait)
+		"garbage\n",                           // unreadable: the last share stays
+		"cpu  250 10 200 900 10 0 0 30 5 0\n", // no time passed: the last share stays
+		"cpu  250 10 200 1100 10 0 0 30 5 0\n",
+	}
+	want := []float64{1, 0.5, 0.05, 0.05, 0.05, 1}
+	i := 0
+	m := &idleMeter{read: func() ([]byte, error) { return []byte(stats[i]), nil }, share: 1}
+	for i = range stats {
+		m.at = time.Time{} // the window has passed
+		if got := m.idleShare(); got != want[i] {
+			t.Errorf("read %d: idle share %v, want %v", i, got, want[i])
+		}
+	}
+	// Within the window, /proc/stat is not read again.
+	m.read = func() ([]byte, error) { t.Fatal("read within the window"); return nil, nil }
+	m.idleShare()
 }
