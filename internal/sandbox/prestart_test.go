@@ -214,3 +214,25 @@ func TestIdleMeter(t *testing.T) {
 	m.read = func() ([]byte, error) { t.Fatal("read within the window"); return nil, nil }
 	m.idleShare()
 }
+
+// TestPrestartedPythonLeavesNothing: what a run by a prestarted
+// interpreter leaves (a daemon, files in /tmp and /dev/shm) is gone for the
+// next one, which is prestarted after it: it sees only itself.
+func TestPrestartedPythonLeavesNothing(t *testing.T) {
+	s := newPrestartSandbox(t)
+	leave := `import os, subprocess
+for d in ('/tmp', '/dev/shm'):
+    open(d + '/leak', 'w').write('x')
+subprocess.Popen(['setsid', 'sleep', '60'], start_new_session=True)
+if os.fork() == 0:
+    os.setsid(); import time; time.sleep(60)
+print('left')`
+	if r := runPrestarted(t, s, pyScript(leave, defLimits())); string(r.Stdout) != "left\n" {
+		t.Fatalf("%s", describe(r))
+	}
+	check := `import os, sys
+print('_socket' in sys.modules, os.listdir('/tmp'), os.listdir('/dev/shm'), [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()])`
+	if r := runPrestarted(t, s, pyScript(check, defLimits())); string(r.Stdout) != "True [] [] []\n" {
+		t.Errorf("leftovers seen by the next prestarted run: %s", describe(r))
+	}
+}
