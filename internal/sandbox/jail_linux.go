@@ -414,15 +414,9 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	}
 	// Sampled before the launch: a short program may be over before we
 	// read "started". The launch itself (unshare, seccomp, fork) is well
-	// under a millisecond of CPU and counts as the program's. The memory
-	// baseline is the lower of the use now and the peak just reset: the
-	// init's own use moves a little (a lot under the race detector), and a
-	// program smaller than the drop would otherwise show no memory at all.
+	// under a millisecond of CPU and counts as the program's.
 	cpu0, _ := cg.cpuUsage()
 	mem0, oom0 := cg.memoryUsage(), cg.oomKills()
-	if p := cg.memoryPeak(); p > 0 && p < mem0 {
-		mem0 = p
-	}
 	sendErr := j.send(&initReq{
 		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes,
 		Rlimits: j.applyRlimits(stepRlimits(lim)),
