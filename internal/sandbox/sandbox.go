@@ -76,6 +76,10 @@ type StepReport struct {
 	WallTime        time.Duration
 	CPUTime         time.Duration
 	MemoryBytes     int64 // peak, from the cgroup
+	// Prestarted: the program was an interpreter started before the step
+	// (see Step.PythonScript); its start is in CPUTime and MemoryBytes,
+	// not in WallTime.
+	Prestarted bool
 }
 
 // Report is the result of a Request. Run is nil when compilation failed.

@@ -36,6 +36,7 @@ type Metrics struct {
 	Retries         prometheus.Counter
 	Rescues         prometheus.Counter
 	SandboxFailures prometheus.Counter
+	Prestarted      *prometheus.CounterVec
 	Rejections      *prometheus.CounterVec
 }
 
@@ -71,6 +72,9 @@ func NewMetrics() *Metrics {
 		SandboxFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "runbox_sandbox_failures_total", Help: "Sandbox set-up failures (internal, not the program's).",
 		}),
+		Prestarted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runbox_prestarted_runs_total", Help: "Runs served by an interpreter a waiting jail had started ahead, by language.",
+		}, []string{"language"}),
 		Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbox_rejections_total", Help: "Requests refused by backpressure, by code.",
 		}, []string{"code"}),
@@ -78,7 +82,7 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.Executions, m.QueueWait, m.RunDuration,
-		m.Running, m.Retries, m.Rescues, m.SandboxFailures, m.Rejections,
+		m.Running, m.Retries, m.Rescues, m.SandboxFailures, m.Prestarted, m.Rejections,
 	)
 	return m
 }

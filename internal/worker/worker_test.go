@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,9 +13,12 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/language"
 	"github.com/runbox/runbox/internal/queue"
 	"github.com/runbox/runbox/internal/sandbox"
 	"github.com/runbox/runbox/internal/store/storetest"
+	"github.com/runbox/runbox/internal/telemetry"
+	"github.com/runbox/runbox/internal/testenv"
 )
 
 type executorFunc func(ctx context.Context, req sandbox.Request) (*sandbox.Report, error)
@@ -53,5 +58,57 @@ func TestSettledExecutionIsNotRunAgain(t *testing.T) {
 	}
 	if got.Status != execution.Completed || got.Attempts != 1 || got.Result == nil || got.Result.Stdout != "first\n" {
 		t.Fatalf("settled execution changed: %+v", got)
+	}
+}
+
+// TestPrestartedRunsCounted: a python language that opts in to prestarting
+// asks the sandbox for a python script step, and a run the sandbox served
+// with a prestarted interpreter is counted.
+func TestPrestartedRunsCounted(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "languages.yaml")
+	yaml := "languages:\n  - {id: python, name: Python, version_command: [/usr/bin/python3, --version], source_file: main.py, run: [/usr/bin/python3, main.py], prestart: python}\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	langs, err := language.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	langs.Probe(ctx)
+	testenv.Require(t, len(langs.Available()) == 1, "python3 at /usr/bin/python3")
+	st := storetest.OpenSQLite(t)
+	metrics := telemetry.NewMetrics()
+	w := &Worker{
+		Store: st, Languages: langs, Hub: execution.NewHub(), Metrics: metrics, Attempts: 3, Now: time.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Sandbox: executorFunc(func(_ context.Context, req sandbox.Request) (*sandbox.Report, error) {
+			if !req.Run.PythonScript {
+				t.Error("the python run was not asked as a python script")
+			}
+			return &sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Prestarted: true}}, nil
+		}),
+	}
+	for range 2 {
+		e := storetest.NewExecution(t, st, storetest.NewSession(t, st, "t"))
+		job := &river.Job[queue.ExecuteArgs]{JobRow: &rivertype.JobRow{Attempt: 1}, Args: queue.ExecuteArgs{ExecutionID: e.ID}}
+		if err := w.Work(ctx, job); err != nil {
+			t.Fatalf("Work: %v", err)
+		}
+	}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() == "runbox_prestarted_runs_total" {
+			for _, m := range f.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("runbox_prestarted_runs_total = %v, want 2", n)
 	}
 }
