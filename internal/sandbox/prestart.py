@@ -1,18 +1,19 @@
 # The python prestart (see prestart_linux.go). A jail's launcher starts the
 # interpreter as `python3 -c <this>` ahead of a step, already as the jail's
-# user, under the step's namespaces and seccomp filter, with /dev/null on
-# fds 0-2 and a socket on fd 3. It waits there for its step: one message,
-# "resource value ...\n" (the step's rlimits where they differ from those
-# it was started with; only a process itself may lower them, as the init
-# lacks CAP_SYS_RESOURCE on many hosts) then the step's argv, NUL-separated,
-# with the step's stdin, stdout and stderr attached.
-# It runs the script as `python3 script args...` would. If the socket
-# closes instead, it was not needed: it exits.
+# user, under the step's namespaces and seccomp filter, with pipes going
+# nowhere on fds 0-2 and a socket on fd 3. It waits there for its step: one
+# message, "resource value ...\n" (the step's rlimits where they differ
+# from those it was started with; only a process itself may lower them, as
+# the init lacks CAP_SYS_RESOURCE on many hosts) then the step's argv,
+# NUL-separated, with the step's stdin, stdout and stderr attached. It runs
+# the script as `python3 script args...` would. If the socket closes
+# instead, it was not needed: it exits.
 #
 # What a script can tell apart from a fresh interpreter: one more frame
 # under its own (inspect.stack(), recursion depth), _socket in sys.modules,
 # and the CPU it used to start (resource.getrusage). Tracebacks, sys.argv,
-# sys.orig_argv, sys.path, __main__ and exit statuses are as in a fresh one.
+# sys.orig_argv, sys.path, __main__, the std streams and exit statuses are
+# as in a fresh one.
 import sys, os, _socket
 
 del sys.path[0]  # -c's '' (the working directory): the script's own replaces it

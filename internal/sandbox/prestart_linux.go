@@ -66,21 +66,28 @@ func (st *initState) prestart(l *launcher, spec *prestartSpec) error {
 	if err := l.confine(st.prog); err != nil {
 		return err
 	}
+	// Its stdio until the step: pipes, as the step's own are, and not
+	// /dev/null, because Python asks at start whether its std streams can
+	// seek and keeps the answer (sys.stdin.seekable() would say True). Our
+	// ends close when we return: stdin reads EOF, a write fails.
+	var in, out [2]int
+	if err := unix.Pipe2(in[:], unix.O_CLOEXEC); err != nil {
+		return err
+	}
+	defer closeFds(in[:])
+	if err := unix.Pipe2(out[:], unix.O_CLOEXEC); err != nil {
+		return err
+	}
+	defer closeFds(out[:])
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(pair[1])
-	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		unix.Close(pair[0])
-		return err
-	}
-	defer unix.Close(null)
 	pid, err := syscall.ForkExec(spec.Python, []string{spec.Python, "-c", prestartSource}, &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   spec.Env,
-		Files: []uintptr{uintptr(null), uintptr(null), uintptr(null), uintptr(pair[1])},
+		Files: []uintptr{uintptr(in[0]), uintptr(out[1]), uintptr(out[1]), uintptr(pair[1])},
 		Sys:   &syscall.SysProcAttr{Credential: st.credential(), Setsid: true},
 	})
 	if err != nil {

@@ -71,6 +71,7 @@ import resource
 print('rlimits', [resource.getrlimit(r) for r in (resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE)])
 print('processes', len([p for p in os.listdir('/proc') if p.isdigit()]))
 print(sys.stdout.line_buffering, sys.stdout.encoding, sys.stdin.isatty(), sys.flags)
+print('seekable', sys.stdin.seekable(), sys.stdout.seekable(), sys.stderr.seekable())
 `
 
 // TestPrestartedPythonRunsLikeFresh: a script run by a prestarted
