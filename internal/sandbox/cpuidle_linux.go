@@ -11,10 +11,11 @@ import (
 
 // A prestarted interpreter (see prestart_linux.go) uses more CPU than one
 // started at its step: on a 2-vCPU host, 8.6-9.3 against 7.1-7.6 ms per
-// python hello world, ~1 ms of it already in the interpreter's own start
-// (before a line of prestart.py runs; the start differs only in when it
-// happens: right after the previous run of the jail ended) and the rest
-// after its wait. We measured it but did not find its cause. With CPU to
+// python hello world, ~1 ms of it before prestart.py's first line runs
+// (compiling prestart.py takes 0.3-0.5 ms of that, measured outside a
+// jail) and the rest after its wait. We did not find the cause of the
+// remainder; the start happens right after the previous run of the jail
+// ended, where a fresh interpreter starts later. With CPU to
 // spare that costs nothing and saves the run the whole start; on
 // saturated CPUs it comes out of the other runs (throughput fell by 10-15 %).
 // So a jail prestarts only when the host's CPUs had idle time lately.
