@@ -12,10 +12,9 @@ import (
 // A prestarted interpreter (see prestart_linux.go) uses more CPU than one
 // started at its step: on a 2-vCPU host, 8.6-9.3 against 7.1-7.6 ms per
 // python hello world, ~1 ms of it before prestart.py's first line runs
-// (compiling prestart.py takes 0.3-0.5 ms of that, measured outside a
-// jail) and the rest after its wait. We did not find the cause of the
-// remainder; the start happens right after the previous run of the jail
-// ended, where a fresh interpreter starts later. With CPU to
+// and the rest after its wait. We did not find why: outside a jail,
+// starting on prestart.py up to its wait costs only 0.3-0.5 ms more than
+// `python3 -c pass`. With CPU to
 // spare that costs nothing and saves the run the whole start; on
 // saturated CPUs it comes out of the other runs (throughput fell by 10-15 %).
 // So a jail prestarts only when the host's CPUs had idle time lately.
