@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -136,10 +135,9 @@ func trunc(b []byte) string {
 // interpreters prestarted in idle jails (see prestartedProcs).
 func jailProcs(s *Sandbox) []string {
 	var out []string
-	prestarted := prestartedProcs(s)
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if slices.Contains(prestarted, e.Name()) {
+		if isPrestarted(e.Name()) {
 			continue
 		}
 		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
@@ -165,8 +163,7 @@ func prestartedProcs(s *Sandbox) []string {
 	var out []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !strings.HasSuffix(string(cmd), "\x00-c\x00"+prestartSource+"\x00") {
+		if !isPrestarted(e.Name()) {
 			continue
 		}
 		if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
@@ -174,6 +171,12 @@ func prestartedProcs(s *Sandbox) []string {
 		}
 	}
 	return out
+}
+
+// isPrestarted reports whether host process pid runs prestart.py.
+func isPrestarted(pid string) bool {
+	cmd, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
+	return err == nil && strings.HasSuffix(string(cmd), "\x00-c\x00"+prestartSource+"\x00")
 }
 
 // assertClean checks the host after Execute returned: no process of the

@@ -205,8 +205,7 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		st.send(initMsg{Ok: true})
 	case "box":
 		if l := st.next; l != nil && l.pre != nil && !l.pre.spec.serves(req.Prestart) {
-			l.pre.kill()
-			l.pre = nil
+			l.dropPrestarted()
 		}
 		if err := st.mountBox(req, fds); err != nil {
 			return err
@@ -445,10 +444,7 @@ func (st *initState) prepareLauncher() error {
 // namespaces.
 func (st *initState) dropLauncher() {
 	if l := st.next; l != nil {
-		if l.pre != nil {
-			l.pre.kill()
-			l.pre = nil
-		}
+		l.dropPrestarted()
 		close(l.work)
 		st.next = nil
 	}

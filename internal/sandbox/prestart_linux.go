@@ -59,10 +59,7 @@ type prestarted struct {
 // runs on it). An interpreter that cannot be started is not an error
 // here: the step, started the usual way, reports why.
 func (st *initState) prestart(l *launcher, spec *prestartSpec) error {
-	if l.pre != nil {
-		l.pre.kill()
-		l.pre = nil
-	}
+	l.dropPrestarted()
 	if err := l.confine(st.prog); err != nil {
 		return err
 	}
@@ -117,6 +114,14 @@ func (p *prestarted) handOver(req *initReq, fds []int) error {
 	unix.Close(p.sock)
 	p.sock = -1
 	return err
+}
+
+// dropPrestarted kills the interpreter l prestarted, if any.
+func (l *launcher) dropPrestarted() {
+	if l.pre != nil {
+		l.pre.kill()
+		l.pre = nil
+	}
 }
 
 // kill kills p and reaps it (any thread of the init may: p is a child of
