@@ -41,8 +41,8 @@ func TestBackpressure(t *testing.T) {
 	retryAfter(t, s.do("POST", "/code-sessions/"+a+"/run", nil).expect(t, 429, "too_many_inflight"))
 
 	// Global bound: once 3 runs wait, everyone gets 503 overloaded. The
-	// depth is sampled (every 250 ms, refreshed in the background), so a
-	// run or two may still slip in meanwhile; none is dropped.
+	// depth is a sampled count plus the runs this process accepted since,
+	// so the bound holds at once here; the loop allows for a refresh.
 	s.do("POST", "/code-sessions/"+b+"/run", nil).expect(t, 202, "")
 	c := s.createSession("python", "")
 	var refused response

@@ -61,12 +61,12 @@ func (s *server) run() http.Handler {
 				fmt.Sprintf("stdin is limited to %d bytes", s.Config.MaxStdinBytes)))
 			return
 		}
-		depth, err := s.queueDepth(r.Context())
+		count, accepted, err := s.queueDepth(r.Context())
 		if err != nil {
 			writeProblem(w, s.storeError(r, err))
 			return
 		}
-		if depth >= s.Config.MaxQueueDepth {
+		if count+accepted >= s.Config.MaxQueueDepth {
 			s.Metrics.Rejections.WithLabelValues("overloaded").Inc()
 			writeProblem(w, &apiError{http.StatusServiceUnavailable, "overloaded", "too many runs are waiting; retry later", 5})
 			return
@@ -81,6 +81,7 @@ func (s *server) run() http.Handler {
 			return
 		}
 		if created {
+			s.acceptedRun()
 			s.Queue.Wake()
 			s.Logger.Info("execution queued", "execution_id", stored.ID, "session_id", stored.SessionID,
 				"language", stored.Language, "status", stored.Status, "request_id", requestID(r))

@@ -86,7 +86,8 @@ func newServer(d Deps) *server {
 	s.Metrics.ObserveQueueDepth(func() (int64, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return s.queueDepth(ctx)
+		count, _, err := s.queueDepth(ctx)
+		return count, err
 	})
 	return s
 }
@@ -159,18 +160,28 @@ func (s *server) internal(r *http.Request, err error) *apiError {
 	return errorf(http.StatusInternalServerError, "internal_error", "internal error; incident "+incident)
 }
 
-// depthCache keeps the queue depth for a short while: the overload check
-// runs on every run request, and counting a backlog of 100,000 takes
-// milliseconds (5 ms on PostgreSQL after a VACUUM, 40 ms on rows too fresh
-// for its visibility map, on a 2-vCPU host). A value older than its
-// freshness is still served while one background refresh runs, so no
-// request waits for the count; only with no value younger than depthStale
-// (at start, or while the database is down) does a request count by itself.
+// depthCache keeps the queue depth for a while: the overload check runs on
+// every run request, and counting a backlog of 100,000 takes milliseconds
+// (5 ms on PostgreSQL after a VACUUM, 20-60 ms on rows too fresh for its
+// visibility map on a slow 2-vCPU host), during which the database has a
+// core less for the requests themselves. A count older than its freshness
+// is still served while one background refresh runs, so no request waits
+// for it; only with no count younger than depthStale (at start, or while
+// the database is down) does a request count by itself.
+//
+// Between counts the check adds the runs this process accepted since the
+// last count began, so a single API process never lets the queue past its
+// bound by more than the runs it accepted during one count (the estimate
+// over-counts by the runs started meanwhile: near the bound, runs are
+// refused a little early rather than late). Runs accepted by other API
+// processes are seen at the next count, which comes sooner the nearer the
+// last one was to the bound.
 type depthCache struct {
 	mu         sync.Mutex
-	value      int64
-	at         time.Time
-	fresh      time.Duration // how long value is served without a refresh
+	count      int64     // QUEUED executions at the last count
+	accepted   int64     // runs this process accepted since that count began
+	at         time.Time // when the last count ended
+	fresh      time.Duration
 	refreshing bool
 }
 
@@ -178,29 +189,51 @@ const (
 	depthFresh = 250 * time.Millisecond
 	// depthCostFactor spaces refreshes out to this many times what the last
 	// count took (up to depthFreshMax), so that the count of a deep backlog
-	// costs the database at most about 5% of a core.
+	// near the bound costs the database at most about 5% of a core.
 	depthCostFactor = 20
 	depthFreshMax   = time.Second
-	depthStale      = 2 * time.Second
+	// While the queue holds less than half its bound, counts are spaced out
+	// ten times more (up to depthFarFreshMax): other API processes would
+	// have to accept half the bound in that time to make the check wrong,
+	// and a long count no longer slows one request in a hundred.
+	depthFarCostFactor = 10 * depthCostFactor
+	depthFarFreshMax   = 10 * time.Second
+	depthStale         = depthFarFreshMax + 2*time.Second
 )
 
-// depthFreshness is how long a count that took cost is served.
-func depthFreshness(cost time.Duration) time.Duration {
+// depthFreshness is how long a count that took cost is served; far says
+// that it found less than half the bound.
+func depthFreshness(cost time.Duration, far bool) time.Duration {
+	if far {
+		return min(max(depthFarCostFactor*cost, depthFresh), depthFarFreshMax)
+	}
 	return min(max(depthCostFactor*cost, depthFresh), depthFreshMax)
 }
 
-func (s *server) queueDepth(ctx context.Context) (int64, error) {
+// queueDepth returns the last count of QUEUED executions, refreshed in the
+// background when it is older than its freshness, and the runs this
+// process accepted since that count began.
+func (s *server) queueDepth(ctx context.Context) (count, accepted int64, err error) {
 	s.depth.mu.Lock()
-	age, value := time.Since(s.depth.at), s.depth.value
+	age := time.Since(s.depth.at)
+	count, accepted = s.depth.count, s.depth.accepted
 	if age >= s.depth.fresh && age < depthStale && !s.depth.refreshing {
 		s.depth.refreshing = true
 		go s.refreshDepth()
 	}
 	s.depth.mu.Unlock()
 	if age < depthStale {
-		return value, nil
+		return count, accepted, nil
 	}
-	return s.countQueue(ctx)
+	count, err = s.countQueue(ctx)
+	return count, 0, err
+}
+
+// acceptedRun counts a run this process accepted towards the queue depth.
+func (s *server) acceptedRun() {
+	s.depth.mu.Lock()
+	s.depth.accepted++
+	s.depth.mu.Unlock()
 }
 
 func (s *server) refreshDepth() {
@@ -213,14 +246,18 @@ func (s *server) refreshDepth() {
 }
 
 func (s *server) countQueue(ctx context.Context) (int64, error) {
+	s.depth.mu.Lock()
+	before := s.depth.accepted
+	s.depth.mu.Unlock()
 	start := time.Now()
 	n, err := s.Store.QueueDepth(ctx)
 	if err != nil {
 		return 0, err
 	}
 	s.depth.mu.Lock()
-	s.depth.value, s.depth.at = n, time.Now()
-	s.depth.fresh = depthFreshness(s.depth.at.Sub(start))
+	// Runs accepted while the count ran may or may not be in it: keep them.
+	s.depth.count, s.depth.accepted, s.depth.at = n, s.depth.accepted-before, time.Now()
+	s.depth.fresh = depthFreshness(s.depth.at.Sub(start), 2*n < s.Config.MaxQueueDepth)
 	s.depth.mu.Unlock()
 	return n, nil
 }

@@ -91,7 +91,7 @@ func NewMetrics() *Metrics {
 // scrape time so that it is current even when no run is being submitted.
 func (m *Metrics) ObserveQueueDepth(depth func() (int64, error)) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "runbox_queue_depth", Help: "Executions QUEUED, across all processes (sampled at most every 250 ms).",
+		Name: "runbox_queue_depth", Help: "Executions QUEUED, across all processes (the last count, refreshed every 250 ms to 10 s).",
 	}, func() float64 {
 		n, err := depth()
 		if err != nil {
