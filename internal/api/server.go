@@ -170,10 +170,11 @@ func (s *server) internal(r *http.Request, err error) *apiError {
 // the database is down) does a request count by itself.
 //
 // Between counts the check adds the runs this process accepted since the
-// last count began, so a single API process never lets the queue past its
-// bound by more than the runs it accepted during one count (the estimate
-// over-counts by the runs started meanwhile: near the bound, runs are
-// refused a little early rather than late). Runs accepted by other API
+// last count began, so a single API process lets the queue past its bound
+// by no more than the run requests it has in flight at once (the estimate
+// over-counts by the runs started meanwhile, and by those accepted while a
+// count ran: near the bound, runs are refused a little early rather than
+// late). Runs accepted by other API
 // processes are seen at the next count, which comes sooner the nearer the
 // last one was to the bound.
 type depthCache struct {
