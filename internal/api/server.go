@@ -226,8 +226,13 @@ func (s *server) queueDepth(ctx context.Context) (count, accepted int64, err err
 	if age < depthStale {
 		return count, accepted, nil
 	}
-	count, err = s.countQueue(ctx)
-	return count, 0, err
+	if _, err := s.countQueue(ctx); err != nil {
+		return 0, 0, err
+	}
+	// What countQueue left: the runs accepted while it counted still count.
+	s.depth.mu.Lock()
+	defer s.depth.mu.Unlock()
+	return s.depth.count, s.depth.accepted, nil
 }
 
 // acceptedRun counts a run this process accepted towards the queue depth.
