@@ -94,7 +94,7 @@ type rlimit struct {
 
 // initMsg is one message to the host.
 type initMsg struct {
-	Ok      bool `json:",omitempty"` // setup, box or clear done
+	Ok      bool `json:",omitempty"` // setup, box, clear or prestart done
 	Started bool `json:",omitempty"`
 	// Prestarted (with Started): the program is an interpreter started
 	// before the step, which began when the jail went back to the pool.
