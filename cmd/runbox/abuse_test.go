@@ -108,6 +108,10 @@ func TestTenantsAndKeys(t *testing.T) {
 	}
 	s.key = "key-a"
 	s.do("GET", "/executions/"+eid, nil).expect(t, 200, "")
+	// The scheme is case-insensitive; the key is not.
+	s.do("GET", "/executions/"+eid, nil, "Authorization", "bearer key-a").expect(t, 200, "")
+	s.do("GET", "/executions/"+eid, nil, "Authorization", "Bearer KEY-A").expect(t, 401, "unauthorized")
+	s.do("GET", "/executions/"+eid, nil, "Authorization", "Basic key-a").expect(t, 401, "unauthorized")
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }

@@ -56,6 +56,8 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"patch bad language", "PATCH", "/code-sessions/" + id, map[string]any{"language": "cobol"}, 400, "unsupported_language"},
 		{"patch too large", "PATCH", "/code-sessions/" + id, map[string]any{"source_code": strings.Repeat("x", 1001)}, 413, "source_too_large"},
 		{"run unknown", "POST", missing + "/run", nil, 404, "session_not_found"},
+		{"run nil id", "POST", "/code-sessions/00000000-0000-0000-0000-000000000000/run", nil, 404, "session_not_found"},
+		{"nil execution id", "GET", "/executions/00000000-0000-0000-0000-000000000000", nil, 404, "execution_not_found"},
 		{"run stdin too large", "POST", "/code-sessions/" + id + "/run", map[string]any{"stdin": strings.Repeat("x", 65537)}, 413, "stdin_too_large"},
 		{"run unknown field", "POST", "/code-sessions/" + id + "/run", map[string]any{"stdn": ""}, 400, "invalid_request"},
 		{"execution malformed", "GET", "/executions/xyz", nil, 404, "execution_not_found"},

@@ -114,8 +114,9 @@ func (s *server) tenantOf(r *http.Request) (string, bool) {
 	if len(s.keys) == 0 {
 		return "", true
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return "", false
 	}
 	got := sha256.Sum256([]byte(token))

@@ -11,10 +11,12 @@ import (
 	"github.com/runbox/runbox/internal/session"
 )
 
-// pathID parses the {id} of a route; a malformed UUID is an unknown id.
+// pathID parses the {id} of a route; a malformed UUID is an unknown id, and
+// so is the nil UUID, which no session or execution ever has (the store
+// refuses to write it).
 func pathID(r *http.Request, notFound *apiError) (uuid.UUID, *apiError) {
 	id, err := uuid.Parse(r.PathValue("id"))
-	if err != nil || len(r.PathValue("id")) != 36 {
+	if err != nil || len(r.PathValue("id")) != 36 || id == uuid.Nil {
 		return uuid.Nil, notFound
 	}
 	return id, nil
