@@ -130,7 +130,7 @@ func trunc(b []byte) string {
 	return string(b)
 }
 
-// jailProcs lists host processes running as the jail uid in a cgroup of s
+// jailProcs lists host processes running as a jail's uid in a cgroup of s
 // (other packages' tests may run jails at the same time), but for the
 // interpreters prestarted in idle jails (see prestartedProcs).
 func jailProcs(s *Sandbox) []string {
@@ -146,7 +146,7 @@ func jailProcs(s *Sandbox) []string {
 		}
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
-			if fields := strings.Fields(sc.Text()); len(fields) > 1 && fields[0] == "Uid:" && fields[1] == strconv.Itoa(jailUID) {
+			if fields := strings.Fields(sc.Text()); len(fields) > 1 && fields[0] == "Uid:" && isJailID(fields[1]) {
 				if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
 					out = append(out, e.Name())
 				}
@@ -207,4 +207,10 @@ func assertClosed(t *testing.T, s *Sandbox) {
 	if _, err := os.Stat(s.instDir); !os.IsNotExist(err) {
 		t.Errorf("instance dir %s: %v", s.instDir, err)
 	}
+}
+
+// isJailID reports whether a decimal uid is one of the jails' (see jailUIDBase).
+func isJailID(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > jailUIDBase
 }

@@ -218,10 +218,20 @@ su -c id root </dev/null >/dev/null 2>&1 && echo SU-WORKED
 cp /usr/bin/passwd /box/passwd 2>/dev/null; /usr/bin/passwd -S root >/dev/null 2>&1 && echo PASSWD-WORKED
 id -u`, defLimits()))
 	out := string(r.Stdout)
+	// The jail's id: jailUIDBase + its init's host pid, the same for every
+	// uid and gid of the program.
+	m := regexp.MustCompile(`(?m)^Uid:\t(\d+)\t`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no Uid line in\n%s", out)
+	}
+	id := m[1]
+	if !isJailID(id) {
+		t.Errorf("uid %s is not a jail id", id)
+	}
 	for _, want := range []string{
-		"Uid:\t1500000\t1500000\t1500000\t1500000", "Gid:\t1500000\t1500000\t1500000\t1500000",
+		"Uid:\t" + id + "\t" + id + "\t" + id + "\t" + id, "Gid:\t" + id + "\t" + id + "\t" + id + "\t" + id,
 		"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
-		"CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2", "\n1500000\n",
+		"CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2", "\n" + id + "\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in\n%s", want, out)
@@ -403,6 +413,57 @@ func TestKillAllIsolated(t *testing.T) {
 	}
 	if killer == nil || killer.Outcome != OutcomeOK {
 		t.Errorf("killer: %s", describe(killer))
+	}
+}
+
+// TestPerUserLimitsNotShared: the kernel counts inotify instances (and
+// message queue bytes, fds in flight, pending signals...) per user; a run
+// that takes every instance it may have must leave a parallel run its own.
+func TestPerUserLimitsNotShared(t *testing.T) {
+	s := newTestSandbox(t)
+	py := func(script string) Request {
+		return Request{Run: Step{Argv: []string{"/usr/bin/python3", "-c", script}, Limits: defLimits()}, Env: testEnv}
+	}
+	const grab = `import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while libc.inotify_init() >= 0:
+    n += 1
+print(os.getuid(), n, ctypes.get_errno(), flush=True)
+time.sleep(2)`
+	const one = `import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+print(os.getuid(), "ok" if libc.inotify_init() >= 0 else "errno %d" % ctypes.get_errno())`
+	var wg sync.WaitGroup
+	var holder, other *StepReport
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if rep, err := s.Execute(context.Background(), py(grab)); err == nil {
+			holder = rep.Run
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		time.Sleep(700 * time.Millisecond)
+		if rep, err := s.Execute(context.Background(), py(one)); err == nil {
+			other = rep.Run
+		}
+	}()
+	wg.Wait()
+	if holder == nil || other == nil || holder.Outcome != OutcomeOK || other.Outcome != OutcomeOK {
+		t.Fatalf("holder: %s\nother: %s", describe(holder), describe(other))
+	}
+	h, o := strings.Fields(string(holder.Stdout)), strings.Fields(string(other.Stdout))
+	// The holder stopped at the per-user limit (EMFILE), below its 256 fds.
+	if len(h) != 3 || h[2] != "24" || len(o) != 2 {
+		t.Fatalf("holder %q, other %q", holder.Stdout, other.Stdout)
+	}
+	if h[0] == o[0] {
+		t.Errorf("two jails run as the same uid %s", h[0])
+	}
+	if o[1] != "ok" {
+		t.Errorf("a parallel run could not create an inotify instance (%s) while another held %s", o[1], h[1])
 	}
 }
 

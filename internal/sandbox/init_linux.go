@@ -29,7 +29,8 @@ package sandbox
 // capability bounding/ambient/inheritable
 // sets, sets no_new_privs and loads the seccomp filter - all per-thread
 // attributes that the forked program inherits and that no other thread of
-// the init has - then forks the program as jailUID. That thread reaps the
+// the init has - then forks the program as the jail's user (see
+// jailUIDBase). That thread reaps the
 // program, then kills every other process of the pid namespace (kill -1 as
 // pid 1) and reaps until ECHILD before it reports the exit: when the host
 // reads "exited", nothing of the step is alive. The thread then ends locked,
@@ -53,10 +54,17 @@ const (
 	initArgv0    = "runbox-jail-init"
 	jailUser     = "runbox"
 	jailHostname = "runbox"
-	// jailUID is a dedicated id no host account uses, so no host file or
-	// process can be reached through ownership. No supplementary groups.
-	jailUID = 1500000
-	jailGID = 1500000
+	// jailUIDBase is the first of the ids the jails run as: a jail's
+	// programs run as uid and gid jailUIDBase + the host pid of its init,
+	// ids no host account uses, so no host file or process can be reached
+	// through ownership (no supplementary groups either). One id per jail,
+	// not one for all: the kernel counts some resources per user (inotify
+	// instances, POSIX message queue bytes, file descriptors in flight over
+	// unix sockets, pending signals, pipe buffers), and with a shared id
+	// one learner's run could use them up for every run beside it, or
+	// signal through them. The host pids of live inits are distinct, so
+	// are the ids of jails alive at the same time.
+	jailUIDBase = 1500000
 	// maxMsg bounds one control message.
 	maxMsg = 1 << 20
 )

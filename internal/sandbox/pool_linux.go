@@ -309,7 +309,7 @@ func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
 		return fail(err)
 	}
 	if err := j.call(&initReq{Op: "setup", Root: filepath.Join(s.instDir, "root"), ReadOnly: readOnly,
-		UID: jailUID, GID: jailGID}); err != nil {
+		UID: jailUIDBase + j.pid, GID: jailUIDBase + j.pid}); err != nil {
 		return fail(err)
 	}
 	return j, nil
