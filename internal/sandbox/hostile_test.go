@@ -292,6 +292,7 @@ test -e `+other+`/secret && echo OTHER
 test -e `+s.dir+` && echo DIR
 test -e /sys/fs/cgroup && echo CGROUP
 test -e /run/postgresql && echo RUN
+ls -A /usr/local/etc 2>/dev/null | grep -q . && echo LOCALETC
 ls /proc | grep -c '^[0-9]'
 `, defLimits()))
 	out := strings.TrimSpace(string(r.Stdout))

@@ -5,6 +5,7 @@ package sandbox
 //
 //	/            tmpfs, read-only after set-up
 //	/usr /lib /lib64 /bin /sbin   read-only binds (or the same symlinks, on merged-usr)
+//	/usr/local/etc                an empty read-only tmpfs (see maskedPaths)
 //	ReadOnlyPaths                 read-only binds at the same place
 //	/etc         a few selected read-only binds plus our own passwd, group, hosts
 //	/box         the run's scratch tmpfs, fresh per run (mounted by the init)
@@ -23,6 +24,12 @@ import (
 )
 
 var baseReadOnly = []string{"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin"}
+
+// maskedPaths are directories under the read-only binds that hold the
+// host's own configuration rather than software (/usr/local/etc: an
+// administrator's npmrc with a registry token, say); the jail sees them
+// empty.
+var maskedPaths = []string{"/usr/local/etc"}
 
 // etcEntries are the only host /etc entries visible in the jail: what the
 // dynamic loader, libc name lookups, TLS and the toolchains read.
@@ -158,6 +165,14 @@ func buildRoot(c *initReq) error {
 			if err := bindRO(root, p, p); err != nil { // reproduces the symlink
 				return err
 			}
+		}
+	}
+	for _, p := range maskedPaths {
+		if st, err := os.Lstat(filepath.Join(root, p)); err != nil || !st.IsDir() {
+			continue
+		}
+		if err := unix.Mount("tmpfs", filepath.Join(root, p), "tmpfs", roFlags|unix.MS_NOEXEC, "size=4k,nr_inodes=2,mode=0755"); err != nil {
+			return mountErr("tmpfs", p, err)
 		}
 	}
 
