@@ -546,11 +546,16 @@ loop:
 		rep.Outcome = OutcomeOutputLimit
 	case oom && (exited == nil || syscall.WaitStatus(exited.Status).ExitStatus() != 0):
 		rep.Outcome = OutcomeMemoryLimit
+	case exited == nil && j.signaled():
+		// A signal killed the init, and not the cgroup's OOM killer (see
+		// above): nothing in the jail can signal its pid 1, so an operator
+		// or the host's own OOM killer did. Not the program's doing: the
+		// caller retries the run.
+		return nil, fmt.Errorf("sandbox: %s: jail init killed from outside the jail", name)
 	case exited == nil:
-		// The init died on its own after the program started: only the
+		// The init exited on its own after the program started: only the
 		// program can have caused that (e.g. no pid left for a runtime
-		// thread, or the OOM killer chose the init). Report it as the
-		// program being killed.
+		// thread). Report it as the program being killed.
 		rep.Outcome, rep.Signal, rep.ExitCode = OutcomeSignaled, "SIGKILL", -1
 	default:
 		ws := syscall.WaitStatus(exited.Status)

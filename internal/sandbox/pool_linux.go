@@ -101,6 +101,16 @@ func (j *jail) kill() {
 // every other process of its namespace is gone.
 func (j *jail) wait() { <-j.exited }
 
+// signaled reports whether the init, reaped (see wait), was killed by a
+// signal rather than exiting.
+func (j *jail) signaled() bool {
+	if j.cmd.ProcessState == nil {
+		return false
+	}
+	ws, ok := j.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled()
+}
+
 // send sends one message, with fds.
 func (j *jail) send(req *initReq, fds ...int) error {
 	b, err := json.Marshal(req)

@@ -1,9 +1,14 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -149,5 +154,51 @@ func TestPooledJailAccountingReset(t *testing.T) {
 	}
 	if p := waitIdle(t, s); p != pid {
 		t.Fatalf("the jail was not reused (%d, then %d)", pid, p)
+	}
+}
+
+// TestInitKilledFromOutside: a jail's init killed by the host (an operator,
+// the host's OOM killer) mid-run is the sandbox's failure, not the
+// program's: Execute returns an error, so that the run is retried, instead
+// of a verdict blaming the program.
+func TestInitKilledFromOutside(t *testing.T) {
+	s := newTestSandbox(t)
+	type result struct {
+		rep *Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := s.Execute(context.Background(), sh("sleep 3; echo survived", defLimits()))
+		done <- result{rep, err}
+	}()
+	var initPid int
+	for deadline := time.Now().Add(2 * time.Second); initPid == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the program never appeared")
+		}
+		procs := jailProcs(s)
+		for _, p := range procs {
+			// The parent of the program's first process is the jail's init
+			// (sleep's is the shell).
+			stat, err := os.ReadFile(filepath.Join("/proc", p, "stat"))
+			if err != nil {
+				continue
+			}
+			ppid := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[1]
+			if !slices.Contains(procs, ppid) {
+				initPid, _ = strconv.Atoi(ppid)
+			}
+		}
+	}
+	if err := syscall.Kill(initPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err == nil {
+		t.Fatalf("a run whose jail was killed from outside got a verdict: %s", describe(r.rep.Run))
+	}
+	if err := s.SelfCheck(context.Background()); err != nil {
+		t.Fatalf("the sandbox did not recover: %v", err)
 	}
 }
