@@ -43,7 +43,7 @@ func TestBackpressure(t *testing.T) {
 	// Global bound: once 3 runs wait, everyone gets 503 overloaded. The
 	// depth is a sampled count plus the runs this process accepted since,
 	// so the bound holds at once here; the loop allows for a refresh.
-	s.do("POST", "/code-sessions/"+b+"/run", nil).expect(t, 202, "")
+	accepted := s.do("POST", "/code-sessions/"+b+"/run", nil, "Idempotency-Key", "b-1").expect(t, 202, "").body["execution_id"]
 	c := s.createSession("python", "")
 	var refused response
 	for range 20 {
@@ -53,11 +53,16 @@ func TestBackpressure(t *testing.T) {
 		}
 	}
 	retryAfter(t, refused.expect(t, 503, "overloaded"))
+	// A replay of an accepted run still learns its id; a new key does not.
+	if got := s.do("POST", "/code-sessions/"+b+"/run", nil, "Idempotency-Key", "b-1").expect(t, 202, "").body["execution_id"]; got != accepted {
+		t.Errorf("replay while overloaded: %v, want %v", got, accepted)
+	}
+	s.do("POST", "/code-sessions/"+b+"/run", nil, "Idempotency-Key", "b-2").expect(t, 503, "overloaded")
 	// Autosave is never refused for overload: it enqueues nothing.
 	s.do("PATCH", "/code-sessions/"+c, map[string]any{"source_code": "print(1)"}).expect(t, 200, "")
 
 	m := s.do("GET", "/metrics", nil).expect(t, 200, "")
-	for _, want := range []string{`runbox_rejections_total{code="overloaded"} 1`, `runbox_rejections_total{code="too_many_inflight"} 1`} {
+	for _, want := range []string{`runbox_rejections_total{code="overloaded"} 2`, `runbox_rejections_total{code="too_many_inflight"} 1`} {
 		if !contains(m.raw, want) {
 			t.Errorf("metrics lack %s", want)
 		}
@@ -75,12 +80,18 @@ func TestRateLimits(t *testing.T) {
 		s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "x"}).expect(t, 200, "")
 	}
 	retryAfter(t, s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "x"}).expect(t, 429, "rate_limited"))
-	s.do("POST", "/code-sessions/"+id+"/run", nil).expect(t, 202, "")
+	first := s.do("POST", "/code-sessions/"+id+"/run", nil, "Idempotency-Key", "k-1").expect(t, 202, "").body["execution_id"]
 	s.do("POST", "/code-sessions/"+id+"/run", nil).expect(t, 202, "")
 	r := s.do("POST", "/code-sessions/"+id+"/run", nil).expect(t, 429, "rate_limited")
 	if r.header.Get("Retry-After") != "2" {
 		t.Fatalf("Retry-After %q at 0.5 runs/s", r.header.Get("Retry-After"))
 	}
+	// A replay of an accepted run is answered with it, out of tokens or
+	// not; the same key with another body is not a replay.
+	if got := s.do("POST", "/code-sessions/"+id+"/run", nil, "Idempotency-Key", "k-1").expect(t, 202, "").body["execution_id"]; got != first {
+		t.Errorf("rate-limited replay: %v, want %v", got, first)
+	}
+	s.do("POST", "/code-sessions/"+id+"/run", map[string]any{"stdin": "other"}, "Idempotency-Key", "k-1").expect(t, 429, "rate_limited")
 }
 
 func TestTenantsAndKeys(t *testing.T) {

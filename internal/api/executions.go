@@ -19,13 +19,21 @@ var errExecutionNotFound = errorf(http.StatusNotFound, "execution_not_found", "n
 
 const maxIdempotencyKey = 255
 
-func (s *server) rateLimit(w http.ResponseWriter, r *http.Request, l *limiter) *apiError {
+// rateLimit takes a token of the client's bucket in l, or says how long to
+// wait for one.
+func (s *server) rateLimit(r *http.Request, l *limiter) *apiError {
 	ok, wait := l.allow(clientKey(r), time.Now())
 	if ok {
 		return nil
 	}
-	s.Metrics.Rejections.WithLabelValues("rate_limited").Inc()
 	return &apiError{http.StatusTooManyRequests, "rate_limited", "too many requests; retry later", max(wait, 1)}
+}
+
+// reject answers with a refusal the client may retry (rate limit, overload)
+// and counts it.
+func (s *server) reject(w http.ResponseWriter, e *apiError) {
+	s.Metrics.Rejections.WithLabelValues(e.code).Inc()
+	writeProblem(w, e)
 }
 
 func (s *server) run() http.Handler {
@@ -35,10 +43,6 @@ func (s *server) run() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, e := pathID(r, errSessionNotFound)
 		if e != nil {
-			writeProblem(w, e)
-			return
-		}
-		if e := s.rateLimit(w, r, s.runLimit); e != nil {
 			writeProblem(w, e)
 			return
 		}
@@ -61,19 +65,36 @@ func (s *server) run() http.Handler {
 				fmt.Sprintf("stdin is limited to %d bytes", s.Config.MaxStdinBytes)))
 			return
 		}
+		sum := sha256.Sum256([]byte(stdin))
+		hash := hex.EncodeToString(sum[:])
+		// A replay of an accepted run is answered with that run even when
+		// a new one would be refused now (a client retrying after a lost
+		// answer must learn its run's id, not a 429 or 503).
+		refuse := func(e *apiError) {
+			if key != "" {
+				prev, err := s.Store.ExecutionByKey(r.Context(), tenant(r), id, key)
+				if err == nil && prev.RequestHash == hash {
+					writeAccepted(w, prev)
+					return
+				}
+			}
+			s.reject(w, e)
+		}
+		if e := s.rateLimit(r, s.runLimit); e != nil {
+			refuse(e)
+			return
+		}
 		count, accepted, err := s.queueDepth(r.Context())
 		if err != nil {
 			writeProblem(w, s.storeError(r, err))
 			return
 		}
 		if count+accepted >= s.Config.MaxQueueDepth {
-			s.Metrics.Rejections.WithLabelValues("overloaded").Inc()
-			writeProblem(w, &apiError{http.StatusServiceUnavailable, "overloaded", "too many runs are waiting; retry later", 5})
+			refuse(&apiError{http.StatusServiceUnavailable, "overloaded", "too many runs are waiting; retry later", 5})
 			return
 		}
-		sum := sha256.Sum256([]byte(stdin))
 		e0 := &execution.Execution{ID: uuid.New(), SessionID: id, Tenant: tenant(r), Stdin: stdin,
-			QueuedAt: s.Now().UTC(), IdempotencyKey: key, RequestHash: hex.EncodeToString(sum[:])}
+			QueuedAt: s.Now().UTC(), IdempotencyKey: key, RequestHash: hash}
 		enqueue := func(ctx context.Context, tx *sql.Tx) error { return s.Queue.Enqueue(ctx, tx, e0.ID) }
 		stored, created, err := s.Store.CreateExecution(r.Context(), e0, s.Config.MaxInflightPerSession, enqueue)
 		if err != nil {
@@ -86,10 +107,16 @@ func (s *server) run() http.Handler {
 			s.Logger.Info("execution queued", "execution_id", stored.ID, "session_id", stored.SessionID,
 				"language", stored.Language, "status", stored.Status, "request_id", requestID(r))
 		}
-		w.Header().Set("Location", "/executions/"+stored.ID.String())
-		writeJSON(w, http.StatusAccepted, acceptedJSON{ExecutionID: stored.ID.String(), SessionID: stored.SessionID.String(),
-			Status: stored.Status, QueuedAt: stamp(stored.QueuedAt)})
+		writeAccepted(w, stored)
 	})
+}
+
+// writeAccepted answers a run request with its execution: 202 and where to
+// find it.
+func writeAccepted(w http.ResponseWriter, e *execution.Execution) {
+	w.Header().Set("Location", "/executions/"+e.ID.String())
+	writeJSON(w, http.StatusAccepted, acceptedJSON{ExecutionID: e.ID.String(), SessionID: e.SessionID.String(),
+		Status: e.Status, QueuedAt: stamp(e.QueuedAt)})
 }
 
 func (s *server) getExecution() http.Handler {

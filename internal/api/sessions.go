@@ -109,8 +109,8 @@ func (s *server) autosave() http.Handler {
 			writeProblem(w, e)
 			return
 		}
-		if e := s.rateLimit(w, r, s.saveLim); e != nil {
-			writeProblem(w, e)
+		if e := s.rateLimit(r, s.saveLim); e != nil {
+			s.reject(w, e)
 			return
 		}
 		var req request

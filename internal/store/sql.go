@@ -542,11 +542,27 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 	return stored, created, nil
 }
 
-func (s *sqlStore) byKey(ctx context.Context, tx *sql.Tx, e *execution.Execution) (*execution.Execution, error) {
-	prev, _, err := scanExec(tx.QueryRowContext(ctx,
+func (s *sqlStore) byKey(ctx context.Context, q queryRower, e *execution.Execution) (*execution.Execution, error) {
+	prev, _, err := scanExec(q.QueryRowContext(ctx,
 		`SELECT `+execCols+` FROM executions WHERE session_id = $1 AND idempotency_key = $2 AND tenant = $3`,
 		e.SessionID, e.IdempotencyKey, e.Tenant))
 	return prev, err
+}
+
+// queryRower is a *sql.DB or a *sql.Tx.
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *sqlStore) ExecutionByKey(ctx context.Context, tenant string, sessionID uuid.UUID, key string) (*execution.Execution, error) {
+	if key == "" {
+		return nil, ErrExecutionNotFound
+	}
+	e, err := s.byKey(ctx, s.reads, &execution.Execution{SessionID: sessionID, IdempotencyKey: key, Tenant: tenant})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrExecutionNotFound
+	}
+	return e, wrapErr(ctx, err)
 }
 
 func (s *sqlStore) GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error) {

@@ -65,6 +65,10 @@ type Store interface {
 	// QUEUED or RUNNING executions (checked under a lock, not racy).
 	CreateExecution(ctx context.Context, e *execution.Execution, maxInflight int, enqueue TxFunc) (stored *execution.Execution, created bool, err error)
 	GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error)
+	// ExecutionByKey returns the tenant's execution of the session accepted
+	// with this idempotency key, or ErrExecutionNotFound: a replay can be
+	// answered without attempting a new run.
+	ExecutionByKey(ctx context.Context, tenant string, sessionID uuid.UUID, key string) (*execution.Execution, error)
 	// ListExecutions returns a session's executions newest first, and an
 	// opaque cursor for the next page ("" when there is none).
 	ListExecutions(ctx context.Context, tenant string, sessionID uuid.UUID, limit int, cursor string) ([]*execution.Execution, string, error)

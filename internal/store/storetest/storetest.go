@@ -422,6 +422,23 @@ func testIdempotency(t *testing.T, s store.Store) {
 	}
 	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-b"), 2, enq)
 	wantErr(t, "same key, other body", err, store.ErrIdempotencyReused)
+	byKey, err := s.ExecutionByKey(ctx, "t", ss.ID, "key-1")
+	if err != nil || *byKey != *first {
+		t.Fatalf("ExecutionByKey = %+v, %v; want %+v", byKey, err, first)
+	}
+	for _, c := range []struct {
+		name, tenant string
+		session      uuid.UUID
+		key          string
+	}{
+		{"unknown key", "t", ss.ID, "key-9"},
+		{"no key", "t", ss.ID, ""},
+		{"other tenant", "other", ss.ID, "key-1"},
+		{"other session", "t", uuid.New(), "key-1"},
+	} {
+		_, err := s.ExecutionByKey(ctx, c.tenant, c.session, c.key)
+		wantErr(t, "ExecutionByKey, "+c.name, err, store.ErrExecutionNotFound)
+	}
 	// Same key on another session is another request.
 	ss2 := NewSession(t, s, "t")
 	other, created, err := s.CreateExecution(ctx, newExec(ss2, "key-1", "hash-a"), 2, enq)
