@@ -73,7 +73,7 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 			return nil, fmt.Errorf("queue: listener pool: %w", err)
 		}
 		q.pool = pool
-		driver = riverdatabasesql.NewWithPgxListener(o.Store.DB(), pool)
+		driver = riverdatabasesql.NewWithPgxListener(o.Store.QueueDB(), pool)
 	default:
 		return nil, fmt.Errorf("queue: unknown driver %q", o.Store.Driver())
 	}

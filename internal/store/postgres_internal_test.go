@@ -2,28 +2,39 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 
 	"github.com/runbox/runbox/internal/pgtest"
 )
 
-// TestAutosavesSkipTheFlushWaitOnly: autosaves commit without waiting for
-// the WAL flush; every other write waits for it.
-func TestAutosavesSkipTheFlushWaitOnly(t *testing.T) {
+// TestOnlyPromisesWaitForTheFlush: on PostgreSQL, autosaves and the queue's
+// own statements commit without waiting for the WAL flush; the writes a
+// client is promised (sessions, accepted runs with their jobs, results)
+// wait for it.
+func TestOnlyPromisesWaitForTheFlush(t *testing.T) {
 	st, err := Open(context.Background(), pgtest.Database(t), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
 	s := st.(*sqlStore)
-	var saves, rest string
-	if err := s.saves.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&saves); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.db.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&rest); err != nil {
-		t.Fatal(err)
-	}
-	if saves != "off" || rest != "on" {
-		t.Fatalf("synchronous_commit: autosaves %s, everything else %s", saves, rest)
+	for _, c := range []struct {
+		name string
+		db   *sql.DB
+		want string
+	}{
+		{"durable writes", s.db, "on"},
+		{"autosaves", s.saves, "off"},
+		{"queue", s.queue, "off"},
+		{"queue, as River gets it", st.QueueDB(), "off"},
+	} {
+		var got string
+		if err := c.db.QueryRowContext(context.Background(), "SHOW synchronous_commit").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%s: synchronous_commit %s, want %s", c.name, got, c.want)
+		}
 	}
 }

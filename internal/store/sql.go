@@ -55,6 +55,22 @@ type sqlStore struct {
 	// long-poll's re-read never queues behind River's fetches or autosaves.
 	// On PostgreSQL it is db.
 	reads *sql.DB
+	// queue runs River's own statements (fetches, completions, maintenance)
+	// and StartAttempt. On PostgreSQL it is a pool whose sessions do not
+	// wait for the WAL flush (synchronous_commit=off), like saves: none of
+	// those writes is a promise to a client, and the flush wait of the
+	// start was the one a worker paid on every run's path. What the client
+	// is promised (an accepted run: CreateExecution with its job insert; a
+	// result: FinishAttempt) commits durably through db, and a durable
+	// commit flushes the whole WAL before it, so a PostgreSQL crash can
+	// only lose the latest of these steps, never one a durable write came
+	// after. What it loses is redone: a fetch lost with its start is
+	// fetched again; a start lost after a kept fetch makes that attempt's
+	// result ErrStartLost, so the worker fails the attempt instead of
+	// completing a job whose execution would stay QUEUED, and the next
+	// attempt runs it; a lost completion of a recorded result makes the
+	// next attempt find the execution settled. On SQLite it is db.
+	queue *sql.DB
 	d     dialect
 	url   string        // PostgreSQL: for the LISTEN connection
 	path  string        // SQLite: the database file
@@ -121,7 +137,7 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	}
 	reads.SetMaxOpenConns(4)
 	reads.SetMaxIdleConns(4)
-	s := &sqlStore{db: db, saves: db, reads: reads, d: sqliteDialect, path: path}
+	s := &sqlStore{db: db, saves: db, queue: db, reads: reads, d: sqliteDialect, path: path}
 	if err := pingSQLite(ctx, s); err != nil {
 		s.Close()
 		return nil, err
@@ -185,12 +201,17 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 		return nil, errors.New("store: invalid PostgreSQL URL")
 	}
 	cfg.RuntimeParams["synchronous_commit"] = "off"
-	saves := stdlib.OpenDB(*cfg)
-	saves.SetMaxOpenConns(10)
-	saves.SetMaxIdleConns(10)
-	saves.SetConnMaxLifetime(30 * time.Minute)
-	saves.SetConnMaxIdleTime(5 * time.Minute)
-	s := &sqlStore{db: db, saves: saves, reads: db, d: postgresDialect, url: url}
+	unflushed := func() *sql.DB {
+		p := stdlib.OpenDB(*cfg)
+		p.SetMaxOpenConns(10)
+		p.SetMaxIdleConns(10)
+		p.SetConnMaxLifetime(30 * time.Minute)
+		p.SetConnMaxIdleTime(5 * time.Minute)
+		return p
+	}
+	// Two pools, so that a burst of autosaves never makes a worker's fetch
+	// wait for a connection.
+	s := &sqlStore{db: db, saves: unflushed(), queue: unflushed(), reads: db, d: postgresDialect, url: url}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -198,13 +219,14 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 	return s, nil
 }
 
-func (s *sqlStore) DB() *sql.DB    { return s.db }
-func (s *sqlStore) Driver() string { return s.d.name }
+func (s *sqlStore) DB() *sql.DB      { return s.db }
+func (s *sqlStore) QueueDB() *sql.DB { return s.queue }
+func (s *sqlStore) Driver() string   { return s.d.name }
 func (s *sqlStore) Close() error {
 	if s.ckpt != nil {
 		s.ckpt.Close()
 	}
-	for _, extra := range []*sql.DB{s.saves, s.reads} {
+	for _, extra := range []*sql.DB{s.saves, s.queue, s.reads} {
 		if extra != s.db {
 			extra.Close()
 		}
@@ -664,28 +686,36 @@ func statusList(ss []execution.Status) string {
 
 // fencedOrMissing explains a conditional update that matched no row. It
 // needs no transaction with that update: an execution never leaves a
-// terminal status, nor goes back to an earlier attempt.
-func (s *sqlStore) fencedOrMissing(ctx context.Context, id uuid.UUID) error {
-	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM executions WHERE id = $1`, id).Scan(&one)
+// terminal status, nor goes back to an earlier attempt. With attempt set
+// (the update was that attempt's result), an execution that is not
+// terminal and has not seen that attempt start means the start was lost
+// (see sqlStore.queue): ErrStartLost.
+func (s *sqlStore) fencedOrMissing(ctx context.Context, id uuid.UUID, attempt *int) error {
+	var (
+		status   string
+		attempts int
+	)
+	err := s.db.QueryRowContext(ctx, `SELECT status, attempts FROM executions WHERE id = $1`, id).Scan(&status, &attempts)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return ErrExecutionNotFound
 	case err != nil:
 		return err
+	case attempt != nil && attempts < *attempt && !execution.Status(status).Terminal():
+		return ErrStartLost
 	default:
 		return ErrFenced
 	}
 }
 
 func (s *sqlStore) StartAttempt(ctx context.Context, id uuid.UUID, attempt int, now time.Time) (*execution.Execution, error) {
-	e, _, err := scanExec(s.db.QueryRowContext(ctx,
+	e, _, err := scanExec(s.queue.QueryRowContext(ctx,
 		`UPDATE executions SET status = 'RUNNING', started_at = $3, attempts = $2
 		WHERE id = $1 AND status IN `+statusList(execution.Predecessors(execution.Running))+` AND attempts < $2
 		RETURNING `+execCols,
 		id, attempt, toDB(nowIfZero(now))))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, wrapErr(ctx, s.fencedOrMissing(ctx, id))
+		return nil, wrapErr(ctx, s.fencedOrMissing(ctx, id, nil))
 	}
 	return e, wrapErr(ctx, err)
 }
@@ -719,7 +749,7 @@ func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.St
 	// round trips on PostgreSQL.
 	n, err := s.updateAndNotify(ctx, q, args)
 	if err == nil && n == 0 {
-		err = s.fencedOrMissing(ctx, id)
+		err = s.fencedOrMissing(ctx, id, attempt)
 	}
 	return wrapErr(ctx, err)
 }

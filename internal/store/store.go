@@ -26,6 +26,11 @@ var (
 	// ErrFenced means the attempt no longer owns the execution: it is
 	// terminal, or a newer attempt has started it. The caller drops its result.
 	ErrFenced = errors.New("attempt fenced out")
+	// ErrStartLost means an attempt's result found the execution not started
+	// by that attempt, and not terminal: PostgreSQL lost the start in a
+	// crash (starts do not wait for the WAL flush). The result is not
+	// recorded; the caller fails the attempt so that the run is retried.
+	ErrStartLost = errors.New("the attempt's start was lost")
 	// ErrUnavailable wraps failures to reach the database at all.
 	ErrUnavailable = errors.New("database unavailable")
 )
@@ -36,9 +41,12 @@ type TxFunc func(ctx context.Context, tx *sql.Tx) error
 
 // Store is the narrow interface the API and the workers use.
 type Store interface {
-	// DB is the handle River's driver shares, so that jobs and rows can be
-	// written in one transaction.
+	// DB is the handle of durable writes; River inserts a run's job in a
+	// transaction of it, so that the job and the execution row commit as one.
 	DB() *sql.DB
+	// QueueDB is the handle River's driver runs its own statements on. On
+	// PostgreSQL they do not wait for the WAL flush (see sqlStore.queue).
+	QueueDB() *sql.DB
 	// Driver is "sqlite" or "postgres".
 	Driver() string
 	// Migrate creates or upgrades runbox's own tables (River migrates its own).
@@ -78,7 +86,8 @@ type Store interface {
 	// attempt already started it.
 	StartAttempt(ctx context.Context, id uuid.UUID, attempt int, now time.Time) (*execution.Execution, error)
 	// FinishAttempt records a terminal result only if the execution is
-	// RUNNING under this attempt (else ErrFenced), and wakes waiters of
+	// RUNNING under this attempt (else ErrFenced, or ErrStartLost when
+	// no attempt this late has started it), and wakes waiters of
 	// other processes (PostgreSQL NOTIFY).
 	FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time) error
 	// FailUnstarted ends a QUEUED or RUNNING execution FAILED with r (used when

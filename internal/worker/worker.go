@@ -139,6 +139,12 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *river.Job[qu
 		log.Warn("result dropped: a newer attempt owns the execution")
 		return nil
 	}
+	if errors.Is(err, store.ErrStartLost) {
+		// Completing the job would leave the execution QUEUED for ever:
+		// fail the attempt, and the next one runs the program again.
+		w.Metrics.Retries.Inc()
+		log.Warn("result dropped: the database lost this attempt's start; will retry")
+	}
 	if err != nil {
 		return fmt.Errorf("record result: %w", err)
 	}

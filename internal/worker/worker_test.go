@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/runbox/runbox/internal/language"
 	"github.com/runbox/runbox/internal/queue"
 	"github.com/runbox/runbox/internal/sandbox"
+	"github.com/runbox/runbox/internal/store"
 	"github.com/runbox/runbox/internal/store/storetest"
 	"github.com/runbox/runbox/internal/telemetry"
 	"github.com/runbox/runbox/internal/testenv"
@@ -110,5 +112,41 @@ func TestPrestartedRunsCounted(t *testing.T) {
 	}
 	if n != 2 {
 		t.Errorf("runbox_prestarted_runs_total = %v, want 2", n)
+	}
+}
+
+// TestLostStartIsRetried: on PostgreSQL a start does not wait for the WAL
+// flush, so a database crash can lose it while the job's fetch was kept.
+// The attempt's result must then fail the attempt (River runs it again),
+// not complete a job whose execution would stay QUEUED for ever.
+func TestLostStartIsRetried(t *testing.T) {
+	ctx := context.Background()
+	langs, err := language.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	langs.Probe(ctx)
+	_, ok := langs.Lookup("python")
+	testenv.Require(t, ok, "python3 at /usr/bin/python3")
+	st := storetest.OpenSQLite(t)
+	e := storetest.NewExecution(t, st, storetest.NewSession(t, st, "t"))
+	w := &Worker{
+		Store: st, Languages: langs, Hub: execution.NewHub(), Metrics: telemetry.NewMetrics(), Attempts: 3, Now: time.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Sandbox: executorFunc(func(context.Context, sandbox.Request) (*sandbox.Report, error) {
+			// The crash: the execution is back where it was before the start.
+			if _, err := st.DB().ExecContext(ctx, `UPDATE executions SET status = 'QUEUED', attempts = 0, started_at = NULL WHERE id = $1`, e.ID); err != nil {
+				t.Fatal(err)
+			}
+			return &sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Stdout: []byte("hi\n")}}, nil
+		}),
+	}
+	job := &river.Job[queue.ExecuteArgs]{JobRow: &rivertype.JobRow{Attempt: 1}, Args: queue.ExecuteArgs{ExecutionID: e.ID}}
+	if err := w.Work(ctx, job); !errors.Is(err, store.ErrStartLost) {
+		t.Fatalf("Work = %v, want an error wrapping ErrStartLost", err)
+	}
+	got, err := st.GetExecution(ctx, "t", e.ID)
+	if err != nil || got.Status != execution.Queued || got.Result != nil {
+		t.Fatalf("after the lost start: %+v %v", got, err)
 	}
 }

@@ -536,6 +536,17 @@ func testFencing(t *testing.T, s store.Store) {
 	_, err = s.StartAttempt(ctx, uuid.New(), 1, time.Now())
 	wantErr(t, "start unknown", err, store.ErrExecutionNotFound)
 	wantErr(t, "finish unknown", s.FinishAttempt(ctx, uuid.New(), 1, okResult(), time.Now()), store.ErrExecutionNotFound)
+	// A result whose start the database lost (a crash after the job's
+	// fetch): not recorded, and not mistaken for a newer attempt's win.
+	lost := NewExecution(t, s, ss)
+	wantErr(t, "finish a lost first start", s.FinishAttempt(ctx, lost.ID, 1, okResult(), time.Now()), store.ErrStartLost)
+	if _, err := s.StartAttempt(ctx, lost.ID, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, "finish a lost rescue start", s.FinishAttempt(ctx, lost.ID, 2, okResult(), time.Now()), store.ErrStartLost)
+	if got, err := s.GetExecution(ctx, "t", lost.ID); err != nil || got.Status != execution.Running || got.Result != nil {
+		t.Fatalf("after lost starts: %+v %v", got, err)
+	}
 	wantErr(t, "fail unknown", s.FailUnstarted(ctx, uuid.New(), late, time.Now()), store.ErrExecutionNotFound)
 	if err := s.FinishAttempt(ctx, e.ID, 2, &execution.Result{Status: execution.Running}, time.Now()); err == nil {
 		t.Fatal("non-terminal result accepted")
