@@ -11,7 +11,7 @@ import (
 // SPEC §2 that needs no worker, over real HTTP against the embedded default.
 func TestSessionsAndErrors(t *testing.T) {
 	requireRoot(t)
-	s := start(t, "serve", map[string]string{"RUNBOX_MAX_SOURCE_BYTES": "1000"})
+	s := start(t, "serve", map[string]string{"RUNBOX_MAX_SOURCE_BYTES": "1003"})
 
 	r := s.do("POST", "/code-sessions", map[string]any{"language": "python"}).expect(t, 201, "")
 	id := r.body["session_id"].(string)
@@ -47,14 +47,14 @@ func TestSessionsAndErrors(t *testing.T) {
 		{"wrong type", "POST", "/code-sessions", map[string]any{"language": 7}, 400, "invalid_request"},
 		{"two objects", "POST", "/code-sessions", `{"language":"python"}{}`, 400, "invalid_request"},
 		{"not an object", "POST", "/code-sessions/" + id + "/run", `[1]`, 400, "invalid_request"},
-		{"source too large", "POST", "/code-sessions", map[string]any{"language": "python", "source_code": strings.Repeat("x", 1001)}, 413, "source_too_large"},
+		{"source too large", "POST", "/code-sessions", map[string]any{"language": "python", "source_code": strings.Repeat("x", 1004)}, 413, "source_too_large"},
 		{"body too large", "POST", "/code-sessions", map[string]any{"language": "python", "source_code": strings.Repeat("x", 2<<20)}, 413, "body_too_large"},
 		{"malformed id", "GET", "/code-sessions/not-a-uuid", nil, 404, "session_not_found"},
 		{"unknown id", "GET", missing, nil, 404, "session_not_found"},
 		{"patch unknown", "PATCH", missing, map[string]any{"source_code": "x"}, 404, "session_not_found"},
 		{"patch nothing", "PATCH", "/code-sessions/" + id, map[string]any{}, 400, "invalid_request"},
 		{"patch bad language", "PATCH", "/code-sessions/" + id, map[string]any{"language": "cobol"}, 400, "unsupported_language"},
-		{"patch too large", "PATCH", "/code-sessions/" + id, map[string]any{"source_code": strings.Repeat("x", 1001)}, 413, "source_too_large"},
+		{"patch too large", "PATCH", "/code-sessions/" + id, map[string]any{"source_code": strings.Repeat("x", 1004)}, 413, "source_too_large"},
 		{"run unknown", "POST", missing + "/run", nil, 404, "session_not_found"},
 		{"run nil id", "POST", "/code-sessions/00000000-0000-0000-0000-000000000000/run", nil, 404, "session_not_found"},
 		{"nil execution id", "GET", "/executions/00000000-0000-0000-0000-000000000000", nil, 404, "execution_not_found"},
@@ -78,7 +78,8 @@ func TestSessionsAndErrors(t *testing.T) {
 			if d, _ := r.body["detail"].(string); d == "" || strings.Contains(d, "field  ") {
 				t.Errorf("unclear detail: %s", r.raw)
 			}
-			for _, leak := range []string{"/tmp", "sql", "SQL", "goroutine", ".go:"} {
+			// Nor configuration values (the limits of source and stdin).
+			for _, leak := range []string{"/tmp", "sql", "SQL", "goroutine", ".go:", "1003", "65536"} {
 				if strings.Contains(string(r.raw), leak) {
 					t.Errorf("problem leaks %q: %s", leak, r.raw)
 				}

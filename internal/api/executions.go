@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -62,7 +61,7 @@ func (s *server) run() http.Handler {
 		}
 		if int64(len(stdin)) > s.Config.MaxStdinBytes {
 			writeProblem(w, errorf(http.StatusRequestEntityTooLarge, "stdin_too_large",
-				fmt.Sprintf("stdin is limited to %d bytes", s.Config.MaxStdinBytes)))
+				"stdin is larger than this server accepts"))
 			return
 		}
 		sum := sha256.Sum256([]byte(stdin))

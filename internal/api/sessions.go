@@ -35,7 +35,7 @@ func (s *server) checkLanguage(id string) *apiError {
 func (s *server) checkSource(src string) *apiError {
 	if int64(len(src)) > s.Config.MaxSourceBytes {
 		return errorf(http.StatusRequestEntityTooLarge, "source_too_large",
-			fmt.Sprintf("source_code is limited to %d bytes", s.Config.MaxSourceBytes))
+			"source_code is larger than this server accepts")
 	}
 	return nil
 }
