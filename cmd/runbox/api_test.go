@@ -32,6 +32,9 @@ func TestSessionsAndErrors(t *testing.T) {
 	}
 	s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "x"}, "If-Match", `"1"`).expect(t, 412, "version_conflict")
 	s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "print(2)"}, "If-Match", `"2"`).expect(t, 200, "")
+	// A list matches when any of its tags is current.
+	s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "x"}, "If-Match", `"1", W/"2", junk`).expect(t, 412, "version_conflict")
+	s.do("PATCH", "/code-sessions/"+id, map[string]any{"source_code": "print(2)"}, "If-Match", `"999", "3"`).expect(t, 200, "")
 
 	missing := "/code-sessions/00000000-0000-4000-8000-000000000000"
 	bad := []struct {
@@ -87,7 +90,7 @@ func TestSessionsAndErrors(t *testing.T) {
 		})
 	}
 	// Nothing was written by the failed requests.
-	if r := s.do("GET", "/code-sessions/"+id, nil); r.body["version"] != 3.0 || r.body["source_code"] != "print(2)" {
+	if r := s.do("GET", "/code-sessions/"+id, nil); r.body["version"] != 4.0 || r.body["source_code"] != "print(2)" {
 		t.Fatalf("a refused request changed the session: %s", r.raw)
 	}
 

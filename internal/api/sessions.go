@@ -134,13 +134,12 @@ func (s *server) autosave() http.Handler {
 				return
 			}
 		}
-		patch := session.Patch{Language: req.Language, SourceCode: req.SourceCode}
-		if v, present, e := ifMatch(r); e != nil {
+		versions, e := ifMatch(r)
+		if e != nil {
 			writeProblem(w, e)
 			return
-		} else if present {
-			patch.IfMatch = &v
 		}
+		patch := session.Patch{Language: req.Language, SourceCode: req.SourceCode, IfMatch: versions}
 		sess, err := s.Store.UpdateSession(r.Context(), tenant(r), id, patch, s.Now().UTC())
 		if err != nil {
 			writeProblem(w, s.storeError(r, err))
@@ -151,18 +150,30 @@ func (s *server) autosave() http.Handler {
 	})
 }
 
-// ifMatch reads If-Match: "<version>" (a bare number is accepted too; "*"
-// means any version). Anything else can never match: 412.
-func ifMatch(r *http.Request) (int64, bool, *apiError) {
+// ifMatch reads If-Match (RFC 9110 §13.1.1): "*" or a list of entity
+// tags, of which any may match. A tag is "<version>"; a bare number is
+// accepted too, and so is a weak tag (W/"3"), although If-Match compares
+// strongly, because proxies that compress responses weaken the ETags they
+// pass on. A header that names no version can never match: 412.
+func ifMatch(r *http.Request) ([]int64, *apiError) {
 	h := strings.TrimSpace(r.Header.Get("If-Match"))
-	if h == "" || h == "*" {
-		return 0, false, nil
+	if h == "" {
+		return nil, nil
 	}
-	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
-	if err != nil || v < 1 {
-		return 0, false, errorf(http.StatusPreconditionFailed, "version_conflict", "If-Match does not name a version of this session")
+	versions := []int64{}
+	for _, tag := range strings.Split(h, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" {
+			return nil, nil
+		}
+		if v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(tag, "W/"), `"`), 10, 64); err == nil && v >= 1 {
+			versions = append(versions, v)
+		}
 	}
-	return v, true, nil
+	if len(versions) == 0 {
+		return nil, errorf(http.StatusPreconditionFailed, "version_conflict", "If-Match does not name a version of this session")
+	}
+	return versions, nil
 }
 
 func setETag(w http.ResponseWriter, version int64) {

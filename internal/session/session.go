@@ -33,5 +33,7 @@ type Session struct {
 type Patch struct {
 	Language   *string
 	SourceCode *string
-	IfMatch    *int64 // when set, the save applies only to this version
+	// IfMatch, when not nil, lists the versions the save may apply to
+	// (If-Match may name several); the save fails on any other.
+	IfMatch []int64
 }

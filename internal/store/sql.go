@@ -348,8 +348,15 @@ func (s *sqlStore) UpdateSession(ctx context.Context, tenant string, id uuid.UUI
 	}
 	where := `id = $1 AND tenant = $2 AND status = 'ACTIVE'`
 	if p.IfMatch != nil {
-		args = append(args, *p.IfMatch)
-		where += " AND version = $" + strconv.Itoa(len(args))
+		in := make([]string, len(p.IfMatch))
+		for i, v := range p.IfMatch {
+			args = append(args, v)
+			in[i] = "$" + strconv.Itoa(len(args))
+		}
+		if len(in) == 0 {
+			in = []string{"NULL"} // matches nothing
+		}
+		where += " AND version IN (" + strings.Join(in, ", ") + ")"
 	}
 	ss, err := scanSession(s.saves.QueryRowContext(ctx,
 		`UPDATE sessions SET `+strings.Join(set, ", ")+` WHERE `+where+` RETURNING `+sessionCols, args...))

@@ -58,7 +58,7 @@ type Store interface {
 	// GetSession returns ErrSessionNotFound for an unknown id or another tenant's.
 	GetSession(ctx context.Context, tenant string, id uuid.UUID) (*session.Session, error)
 	// UpdateSession applies an autosave atomically: version+1 and updated_at=now,
-	// or ErrVersionConflict when p.IfMatch is set and stale, ErrSessionClosed when closed.
+	// or ErrVersionConflict when p.IfMatch is set and names no current version, ErrSessionClosed when closed.
 	UpdateSession(ctx context.Context, tenant string, id uuid.UUID, p session.Patch, now time.Time) (*session.Session, error)
 	// CloseSession marks the session CLOSED (idempotent).
 	CloseSession(ctx context.Context, tenant string, id uuid.UUID, now time.Time) error

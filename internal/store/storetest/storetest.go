@@ -190,7 +190,7 @@ func testUpdateSession(t *testing.T, s store.Store) {
 	if got.Version != 2 || got.SourceCode != "x = 2" || got.Language != "python" || !got.UpdatedAt.Equal(ms(now)) || !got.CreatedAt.Equal(ms(t0)) {
 		t.Fatalf("after save: %+v", got)
 	}
-	got, err = s.UpdateSession(ctx, "t1", ss.ID, session.Patch{Language: ptr("c"), IfMatch: ptr(int64(2))}, now)
+	got, err = s.UpdateSession(ctx, "t1", ss.ID, session.Patch{Language: ptr("c"), IfMatch: []int64{2}}, now)
 	if err != nil || got.Version != 3 || got.Language != "c" || got.SourceCode != "x = 2" {
 		t.Fatalf("language save: %+v %v", got, err)
 	}
@@ -201,8 +201,10 @@ func testUpdateSession(t *testing.T, s store.Store) {
 		patch  session.Patch
 		want   error
 	}{
-		{"stale If-Match", "t1", ss.ID, session.Patch{SourceCode: ptr("y"), IfMatch: ptr(int64(2))}, store.ErrVersionConflict},
-		{"future If-Match", "t1", ss.ID, session.Patch{SourceCode: ptr("y"), IfMatch: ptr(int64(9))}, store.ErrVersionConflict},
+		{"stale If-Match", "t1", ss.ID, session.Patch{SourceCode: ptr("y"), IfMatch: []int64{2}}, store.ErrVersionConflict},
+		{"stale If-Match list", "t1", ss.ID, session.Patch{SourceCode: ptr("y"), IfMatch: []int64{1, 2, 9}}, store.ErrVersionConflict},
+		{"empty If-Match list", "t1", ss.ID, session.Patch{SourceCode: ptr("y"), IfMatch: []int64{}}, store.ErrVersionConflict},
+		{"future If-Match", "t1", ss.ID, session.Patch{SourceCode: ptr("y"), IfMatch: []int64{9}}, store.ErrVersionConflict},
 		{"other tenant", "t2", ss.ID, session.Patch{SourceCode: ptr("y")}, store.ErrSessionNotFound},
 		{"unknown id", "t1", uuid.New(), session.Patch{SourceCode: ptr("y")}, store.ErrSessionNotFound},
 	} {
@@ -212,6 +214,11 @@ func testUpdateSession(t *testing.T, s store.Store) {
 	cur, _ := s.GetSession(ctx, "t1", ss.ID)
 	if cur.Version != 3 || cur.SourceCode != "x = 2" {
 		t.Fatalf("rejected saves changed the session: %+v", cur)
+	}
+	// A list matches when one of its versions is the current one.
+	got, err = s.UpdateSession(ctx, "t1", ss.ID, session.Patch{SourceCode: ptr("x = 4"), IfMatch: []int64{9, 3}}, now)
+	if err != nil || got.Version != 4 || got.SourceCode != "x = 4" {
+		t.Fatalf("save with an If-Match list: %+v %v", got, err)
 	}
 }
 
@@ -235,7 +242,7 @@ func testConcurrentAutosave(t *testing.T, s store.Store) {
 					t.Error(err)
 					return
 				}
-				got, err := s.UpdateSession(ctx, "", ss.ID, session.Patch{SourceCode: ptr(fmt.Sprintf("w%d i%d", w, i)), IfMatch: &cur.Version}, time.Now())
+				got, err := s.UpdateSession(ctx, "", ss.ID, session.Patch{SourceCode: ptr(fmt.Sprintf("w%d i%d", w, i)), IfMatch: []int64{cur.Version}}, time.Now())
 				switch {
 				case err == nil:
 					if got.Version != cur.Version+1 {
@@ -287,7 +294,7 @@ func testCloseSession(t *testing.T, s store.Store) {
 	}
 	_, err := s.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: ptr("z")}, now)
 	wantErr(t, "update closed", err, store.ErrSessionClosed)
-	_, err = s.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: ptr("z"), IfMatch: ptr(int64(1))}, now)
+	_, err = s.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: ptr("z"), IfMatch: []int64{1}}, now)
 	wantErr(t, "update closed with If-Match", err, store.ErrSessionClosed)
 	called := false
 	_, _, err = s.CreateExecution(ctx, newExec(ss, "", "h"), 2, func(context.Context, *sql.Tx) error { called = true; return nil })
