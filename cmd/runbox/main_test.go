@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -249,6 +251,37 @@ func TestMalformedConfigurationIsRefused(t *testing.T) {
 	}
 	if strings.Contains(fmt.Sprint(err), "lots") {
 		t.Error("error echoes the configured value")
+	}
+}
+
+// TestStartupFailuresNameTheVariable: a value that parses but does not
+// work (a data directory that cannot be created, a missing languages file,
+// an unknown database scheme) stops the process with the variable's name
+// and without its value.
+func TestStartupFailuresNameTheVariable(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		env  map[string]string
+		name string
+	}{
+		{map[string]string{"RUNBOX_DATA_DIR": filepath.Join(file, "data")}, "RUNBOX_DATA_DIR"},
+		{map[string]string{"RUNBOX_DATA_DIR": dir, "RUNBOX_LANGUAGES_FILE": filepath.Join(dir, "missing.yaml")}, "RUNBOX_LANGUAGES_FILE"},
+		{map[string]string{"RUNBOX_DATA_DIR": dir, "RUNBOX_DATABASE_URL": "mysql://u@h/db"}, "RUNBOX_DATABASE_URL"},
+	} {
+		err := run(context.Background(), []string{"runbox", "serve"}, func(k string) string { return c.env[k] }, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%v: %v", c.env, err)
+			continue
+		}
+		for _, v := range append(slices.Collect(maps.Values(c.env)), dir) {
+			if strings.Contains(err.Error(), v) {
+				t.Errorf("the error echoes %q: %v", v, err)
+			}
+		}
 	}
 }
 

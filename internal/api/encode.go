@@ -8,12 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/runbox/runbox/internal/config"
 	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/session"
 )
-
-// maxBodyBytes bounds every request body (SPEC §2: over 1 MiB → 413).
-const maxBodyBytes = 1 << 20
 
 // problem is an RFC 9457 problem detail with runbox's stable code.
 type problem struct {
@@ -86,9 +84,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decode reads a JSON body strictly: one object, no unknown fields, at most
-// maxBodyBytes. An empty body is allowed only when emptyOK.
+// config.MaxBodyBytes. An empty body is allowed only when emptyOK.
 func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiError {
-	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, config.MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)

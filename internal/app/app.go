@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,7 +44,7 @@ func Migrate(ctx context.Context, cfg *config.Config, logs io.Writer) error {
 	logger := telemetry.NewLogger(logs, cfg.LogFormat, cfg.LogLevel)
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
-		return err
+		return startErr(cfg, "RUNBOX_DATABASE_URL, RUNBOX_DATA_DIR", err)
 	}
 	defer st.Close()
 	if err := store.MigrateAll(ctx, st); err != nil {
@@ -62,7 +64,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 	}
 	st, err := store.Open(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
-		return err
+		return startErr(cfg, "RUNBOX_DATABASE_URL, RUNBOX_DATA_DIR", err)
 	}
 	defer st.Close()
 	if roles == RoleAPI|RoleWorker {
@@ -73,7 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 	}
 	langs, err := language.Load(cfg.LanguagesFile)
 	if err != nil {
-		return err
+		return startErr(cfg, "RUNBOX_LANGUAGES_FILE", err)
 	}
 	langs.Probe(ctx)
 	logger.Info("languages available", "languages", langs.IDs())
@@ -89,7 +91,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(cfg.DataDir, "jails"), Logger: logger})
 		if err != nil {
 			if roles == RoleWorker {
-				return fmt.Errorf("sandbox: %w", err)
+				return startErr(cfg, "RUNBOX_DATA_DIR", fmt.Errorf("sandbox: %w", err))
 			}
 			// Serve the API anyway: runs stay QUEUED (nothing is lost) and
 			// /readyz says why nothing executes.
@@ -277,4 +279,26 @@ func (h levelFloor) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h levelFloor) WithGroup(name string) slog.Handler {
 	return levelFloor{h.Handler.WithGroup(name), h.floor}
+}
+
+// startErr says which variables a start-up failure concerns, and writes the
+// configured paths as the names of their variables: a message naming the
+// variable never echoes its value (README, Configuration).
+func startErr(cfg *config.Config, vars string, err error) error {
+	msg := err.Error()
+	for _, v := range []struct{ name, value string }{
+		{"$RUNBOX_LANGUAGES_FILE", cfg.LanguagesFile},
+		{"$RUNBOX_DATABASE_URL", cfg.DatabaseURL},
+		{"$RUNBOX_DATA_DIR", cfg.DataDir},
+	} {
+		if v.value != "" {
+			msg = strings.ReplaceAll(msg, v.value, v.name)
+		}
+	}
+	// A path derived from them (a parent directory that is a file).
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path != "" {
+		msg = strings.ReplaceAll(msg, pe.Path, "a path")
+	}
+	return fmt.Errorf("%s: %s", vars, msg)
 }

@@ -133,22 +133,22 @@ func Load(getenv func(string) string) (*Config, error) {
 	c := &Config{
 		DatabaseURL:          getenv("RUNBOX_DATABASE_URL"),
 		DataDir:              p.str("RUNBOX_DATA_DIR", "./data"),
-		HTTPAddr:             p.str("RUNBOX_HTTP_ADDR", "127.0.0.1:8080"),
-		MetricsAddr:          getenv("RUNBOX_METRICS_ADDR"),
+		HTTPAddr:             p.addr("RUNBOX_HTTP_ADDR", "127.0.0.1:8080"),
+		MetricsAddr:          p.addr("RUNBOX_METRICS_ADDR", ""),
 		WorkerConcurrency:    p.int("RUNBOX_WORKER_CONCURRENCY", runtime.NumCPU(), 1, 1024),
 		AllowUnauthenticated: p.bool("RUNBOX_ALLOW_UNAUTHENTICATED"),
 		LanguagesFile:        getenv("RUNBOX_LANGUAGES_FILE"),
 		LogLevel:             p.oneOf("RUNBOX_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		LogFormat:            p.oneOf("RUNBOX_LOG_FORMAT", "json", "json", "text"),
 		Run: Limits{
-			WallTime:    p.duration("RUNBOX_RUN_WALL_TIME", 5*time.Second),
-			CPUTime:     p.duration("RUNBOX_RUN_CPU_TIME", 5*time.Second),
+			WallTime:    p.duration("RUNBOX_RUN_WALL_TIME", 5*time.Second, time.Millisecond, maxStepTime),
+			CPUTime:     p.duration("RUNBOX_RUN_CPU_TIME", 5*time.Second, time.Millisecond, maxStepTime),
 			MemoryBytes: p.bytes("RUNBOX_RUN_MEMORY", 256<<20),
 			Pids:        p.int("RUNBOX_RUN_PIDS", 64, 1, 1<<15),
 		},
 		Compile: Limits{
-			WallTime:    p.duration("RUNBOX_COMPILE_WALL_TIME", 15*time.Second),
-			CPUTime:     p.duration("RUNBOX_COMPILE_CPU_TIME", 15*time.Second),
+			WallTime:    p.duration("RUNBOX_COMPILE_WALL_TIME", 15*time.Second, time.Millisecond, maxStepTime),
+			CPUTime:     p.duration("RUNBOX_COMPILE_CPU_TIME", 15*time.Second, time.Millisecond, maxStepTime),
 			MemoryBytes: p.bytes("RUNBOX_COMPILE_MEMORY", 1<<30),
 			Pids:        p.int("RUNBOX_COMPILE_PIDS", 256, 1, 1<<15),
 		},
@@ -159,17 +159,17 @@ func Load(getenv func(string) string) (*Config, error) {
 		MaxStdinBytes:         p.bytes("RUNBOX_MAX_STDIN_BYTES", 64<<10),
 		MaxQueueDepth:         int64(p.int("RUNBOX_MAX_QUEUE_DEPTH", 10000, 1, 1<<40)),
 		MaxInflightPerSession: p.int("RUNBOX_MAX_INFLIGHT_PER_SESSION", 2, 1, 1000),
-		RunRate:               p.float("RUNBOX_RUN_RATE", 20),
+		RunRate:               p.rate("RUNBOX_RUN_RATE", 20),
 		RunBurst:              p.int("RUNBOX_RUN_BURST", 100, 1, 1<<20),
-		AutosaveRate:          p.float("RUNBOX_AUTOSAVE_RATE", 200),
+		AutosaveRate:          p.rate("RUNBOX_AUTOSAVE_RATE", 200),
 		AutosaveBurst:         p.int("RUNBOX_AUTOSAVE_BURST", 400, 1, 1<<20),
 		MaxAttempts:           p.int("RUNBOX_MAX_ATTEMPTS", 3, 1, 100),
-		ShutdownGrace:         p.duration("RUNBOX_SHUTDOWN_GRACE", 30*time.Second),
-		RequestTimeout:        p.duration("RUNBOX_REQUEST_TIMEOUT", 35*time.Second),
-		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour),
-		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", 0),
+		ShutdownGrace:         p.duration("RUNBOX_SHUTDOWN_GRACE", 30*time.Second, time.Millisecond, 24*time.Hour),
+		RequestTimeout:        p.duration("RUNBOX_REQUEST_TIMEOUT", 35*time.Second, time.Millisecond, 24*time.Hour),
+		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour, time.Minute, 100*365*24*time.Hour),
+		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", 0, time.Millisecond, time.Hour),
 	}
-	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second)
+	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second, time.Millisecond, 7*24*time.Hour)
 	if c.RescueAfter <= c.JobTimeout() {
 		p.add(errors.New("RUNBOX_RESCUE_AFTER must exceed the compile and run wall times plus 5s"))
 	}
@@ -181,6 +181,16 @@ func Load(getenv func(string) string) (*Config, error) {
 	keys, err := loadKeys(getenv)
 	p.add(err)
 	c.APIKeys = keys
+	// SPEC §2: a request body over 1 MiB is refused before its fields are
+	// read, so larger source or stdin limits could never be reached.
+	for _, v := range []struct {
+		name  string
+		value int64
+	}{{"RUNBOX_MAX_SOURCE_BYTES", c.MaxSourceBytes}, {"RUNBOX_MAX_STDIN_BYTES", c.MaxStdinBytes}} {
+		if v.value > MaxBodyBytes {
+			p.add(fmt.Errorf("%s must be at most 1MiB, the limit of a request body", v.name))
+		}
+	}
 	if c.OutputKillBytes < c.OutputBytes {
 		p.add(errors.New("RUNBOX_OUTPUT_KILL_LIMIT must be at least RUNBOX_OUTPUT_LIMIT"))
 	}
@@ -189,6 +199,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	}
 	return c, errors.Join(p.errs...)
 }
+
+// MaxBodyBytes bounds every request body (SPEC §2: over 1 MiB → 413).
+const MaxBodyBytes = 1 << 20
 
 // JobTimeout bounds one attempt of an execution: both steps' wall time plus
 // a margin for jail set-up and recording the result. The sandbox enforces
@@ -220,10 +233,28 @@ func loadKeys(getenv func(string) string) ([]string, error) {
 		raw = strings.ReplaceAll(string(b), "\n", ",")
 	}
 	var keys []string
+	seen := map[string]bool{}
 	for _, k := range strings.Split(raw, ",") {
-		if k = strings.TrimSpace(k); k != "" && !strings.HasPrefix(k, "#") {
-			keys = append(keys, k)
+		if k = strings.TrimSpace(k); k == "" || strings.HasPrefix(k, "#") {
+			continue
 		}
+		// "tenant:key" or a bare key (see api.parseKeys).
+		_, key, ok := strings.Cut(k, ":")
+		if !ok {
+			key = k
+		}
+		switch {
+		case key == "" || strings.ContainsAny(key, " \t"):
+			return nil, errors.New("RUNBOX_API_KEYS: every key must be non-empty, without spaces")
+		case seen[key]:
+			return nil, errors.New("RUNBOX_API_KEYS: a key is given twice")
+		}
+		seen[key] = true
+		keys = append(keys, k)
+	}
+	if raw != "" && len(keys) == 0 {
+		// Set, yet no key: authentication would silently be off.
+		return nil, errors.New("RUNBOX_API_KEYS is set but holds no key")
 	}
 	return keys, nil
 }
@@ -290,17 +321,41 @@ func (p *parser) int(name string, def, min, max int) int {
 	return n
 }
 
-func (p *parser) float(name string, def float64) float64 {
+// Rates, in events per second: below minRate a token takes longer than a
+// day to come back (and the limiter's arithmetic would overflow); above
+// maxRate there is no limit worth the name.
+const (
+	minRate = 0.001
+	maxRate = 1e9
+)
+
+func (p *parser) rate(name string, def float64) float64 {
 	v := p.getenv(name)
 	if v == "" {
 		return def
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f <= 0 {
-		p.add(fmt.Errorf("%s must be a positive number", name))
+	// NaN fails both comparisons.
+	if err != nil || !(f >= minRate && f <= maxRate) {
+		p.add(fmt.Errorf("%s must be a number of events per second from %g to %g", name, minRate, maxRate))
 		return def
 	}
 	return f
+}
+
+// addr reads a listen address: host:port, the host possibly empty (every
+// interface), the port a number (0: any free port).
+func (p *parser) addr(name, def string) string {
+	v := p.str(name, def)
+	if v == "" {
+		return v
+	}
+	_, port, err := net.SplitHostPort(v)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		p.add(fmt.Errorf("%s must be a listen address such as 127.0.0.1:8080", name))
+		return def
+	}
+	return v
 }
 
 func (p *parser) bool(name string) bool {
@@ -315,14 +370,18 @@ func (p *parser) bool(name string) bool {
 	return b
 }
 
-func (p *parser) duration(name string, def time.Duration) time.Duration {
+// maxStepTime bounds the time limits of a step: the sum of a run's limits
+// and margins must stay far from overflowing a time.Duration.
+const maxStepTime = 24 * time.Hour
+
+func (p *parser) duration(name string, def, min, max time.Duration) time.Duration {
 	v := p.getenv(name)
 	if v == "" {
 		return def
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		p.add(fmt.Errorf("%s must be a positive duration such as 5s", name))
+	if err != nil || d < min || d > max {
+		p.add(fmt.Errorf("%s must be a duration from %v to %v", name, min, max))
 		return def
 	}
 	return d

@@ -48,26 +48,38 @@ func TestDefaultsMatchSpec(t *testing.T) {
 }
 
 func TestInvalidValuesAreRefusedWithoutEchoingThem(t *testing.T) {
-	cases := map[string]string{
-		"RUNBOX_RUN_MEMORY":               "plenty-secret",
-		"RUNBOX_RUN_WALL_TIME":            "-1s",
-		"RUNBOX_WORKER_CONCURRENCY":       "none",
-		"RUNBOX_LOG_FORMAT":               "xml",
-		"RUNBOX_ALLOW_UNAUTHENTICATED":    "perhaps",
-		"RUNBOX_RUN_RATE":                 "-3",
-		"RUNBOX_MAX_INFLIGHT_PER_SESSION": "lots",
-		"RUNBOX_REQUEST_TIMEOUT":          "10s",
-		"RUNBOX_RESCUE_AFTER":             "1s",
-		"RUNBOX_API_KEYS_FILE":            "/nonexistent/secret-path",
-	}
-	for name, value := range cases {
-		_, err := Load(env(map[string]string{name: value}))
-		if err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s=%s: %v", name, value, err)
+	for _, c := range []struct{ name, value string }{
+		{"RUNBOX_RUN_MEMORY", "plenty-secret"},
+		{"RUNBOX_RUN_WALL_TIME", "-1s"},
+		{"RUNBOX_RUN_WALL_TIME", "2562047h"}, // its sums would overflow
+		{"RUNBOX_FETCH_POLL_INTERVAL", "1ns"},
+		{"RUNBOX_WORKER_CONCURRENCY", "none"},
+		{"RUNBOX_LOG_FORMAT", "xml"},
+		{"RUNBOX_ALLOW_UNAUTHENTICATED", "perhaps"},
+		{"RUNBOX_RUN_RATE", "-3"},
+		{"RUNBOX_RUN_RATE", "NaN"},
+		{"RUNBOX_AUTOSAVE_RATE", "Inf"},
+		{"RUNBOX_RUN_RATE", "1e-10"}, // a token a few centuries apart: no limit at all, in effect
+		{"RUNBOX_HTTP_ADDR", "127.0.0.1:99999"},
+		{"RUNBOX_HTTP_ADDR", "secret-garbage"},
+		{"RUNBOX_METRICS_ADDR", "secret-garbage"},
+		{"RUNBOX_MAX_INFLIGHT_PER_SESSION", "lots"},
+		{"RUNBOX_MAX_SOURCE_BYTES", "4MiB"}, // over the body limit: unreachable
+		{"RUNBOX_REQUEST_TIMEOUT", "10s"},
+		{"RUNBOX_RESCUE_AFTER", "1s"},
+		{"RUNBOX_API_KEYS_FILE", "/nonexistent/secret-path"},
+		{"RUNBOX_API_KEYS", ","},              // set, yet no key: auth would be off
+		{"RUNBOX_API_KEYS", "tenant-secret:"}, // an empty key
+		{"RUNBOX_API_KEYS", "a:secret-k1,b:secret-k1"},
+		{"RUNBOX_API_KEYS", "secret with spaces"},
+	} {
+		_, err := Load(env(map[string]string{c.name: c.value}))
+		if err == nil || !strings.Contains(err.Error(), c.name) {
+			t.Errorf("%s=%s: %v", c.name, c.value, err)
 			continue
 		}
-		if strings.Contains(err.Error(), value) {
-			t.Errorf("%s: error echoes the value: %v", name, err)
+		if strings.Contains(err.Error(), c.value) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: error echoes the value: %v", c.name, err)
 		}
 	}
 }

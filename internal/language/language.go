@@ -76,6 +76,9 @@ type Registry struct {
 }
 
 var (
+	// goTypes is the " into <Go type>" or " in type <Go type>" of a YAML
+	// decoding error.
+	goTypes     = regexp.MustCompile(`(?: into| in type) [^\n]*`)
 	idPattern   = regexp.MustCompile(`^[a-z][a-z0-9_+-]{0,31}$`)
 	filePattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$`)
 )
@@ -96,7 +99,9 @@ func Load(path string) (*Registry, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&file); err != nil {
-		return nil, fmt.Errorf("languages file: %w", err)
+		// The decoder names Go types ("into struct { Languages … }"); the
+		// operator needs the line and what is wrong there.
+		return nil, fmt.Errorf("languages file: %s", goTypes.ReplaceAllString(err.Error(), ""))
 	}
 	seen := map[string]bool{}
 	for _, l := range file.Languages {

@@ -46,14 +46,18 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		"prestart, no script": "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/usr/bin/python3], prestart: python}\n",
 		"prestart, a flag":    "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, run: [/usr/bin/python3, -u, a], prestart: python}\n",
 		"prestart, compile":   "languages:\n  - {id: x, name: X, version_command: [/bin/true], source_file: a, compile: [/bin/true], run: [/usr/bin/python3, a], prestart: python}\n",
+		"a list, not a map":   "- id: x\n",
 	}
 	for name, body := range cases {
 		path := filepath.Join(t.TempDir(), "l.yaml")
 		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Load(path); err == nil {
+		_, err := Load(path)
+		if err == nil {
 			t.Errorf("%s: accepted", name)
+		} else if strings.Contains(err.Error(), "struct") || strings.Contains(err.Error(), "language.") {
+			t.Errorf("%s: the error names Go types: %v", name, err)
 		}
 	}
 	if _, err := Load("/nonexistent/languages.yaml"); err == nil {
