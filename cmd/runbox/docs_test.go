@@ -18,12 +18,19 @@ func readRepoFile(t *testing.T, name string) string {
 }
 
 // TestReadmeDocumentsEveryVariable keeps the README's configuration table
-// true: every variable runbox reads is there with its default.
+// true: every variable runbox reads is there with its default and the
+// subcommands that read it.
 func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	readme := readRepoFile(t, "README.md")
 	for _, v := range config.Vars {
-		if !strings.Contains(readme, "| `"+v.Name+"` | "+v.Default+" |") {
+		row := "| `" + v.Name + "` | " + v.Default + " |"
+		if !strings.Contains(readme, row) {
 			t.Errorf("README lacks %s with default %q", v.Name, v.Default)
+			continue
+		}
+		line, _, _ := strings.Cut(readme[strings.Index(readme, row):], "\n")
+		if roles := "| " + strings.Join(v.Roles, ", ") + " |"; !strings.HasSuffix(line, roles) {
+			t.Errorf("README: %s is read by %s", v.Name, roles)
 		}
 	}
 }

@@ -102,9 +102,11 @@ func (s *server) run() http.Handler {
 		}
 		if created {
 			s.acceptedRun()
-			s.Queue.Wake()
+			// Logged before the wake, so that in `serve` it precedes the
+			// worker's "execution running".
 			s.Logger.Info("execution queued", "execution_id", stored.ID, "session_id", stored.SessionID,
-				"language", stored.Language, "status", stored.Status, "request_id", requestID(r))
+				"language", stored.Language, "status", stored.Status, "attempt", 0, "request_id", requestID(r))
+			s.Queue.Wake()
 		}
 		writeAccepted(w, stored)
 	})
