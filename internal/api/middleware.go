@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -85,6 +86,10 @@ func (s *server) unmatched(mux *http.ServeMux) http.Handler {
 }
 
 // instrument counts requests and their latency by route pattern.
+// statusClientClosed is the status recorded for a request its client
+// abandoned.
+const statusClientClosed = 499
+
 func (s *server) instrument(pattern string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -93,8 +98,15 @@ func (s *server) instrument(pattern string, next http.Handler) http.Handler {
 			rec = &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		}
 		next.ServeHTTP(rec, r)
+		status := rec.status
+		if errors.Is(r.Context().Err(), context.Canceled) {
+			// The client hung up before its answer: whatever was written
+			// went nowhere. Counted apart (nginx's 499), so that a client
+			// closing its sockets cannot raise the server error rate.
+			status = statusClientClosed
+		}
 		s.Metrics.HTTPDuration.WithLabelValues(pattern, r.Method).Observe(time.Since(start).Seconds())
-		s.Metrics.HTTPRequests.WithLabelValues(pattern, r.Method, itoa(rec.status)).Inc()
+		s.Metrics.HTTPRequests.WithLabelValues(pattern, r.Method, itoa(status)).Inc()
 	})
 }
 

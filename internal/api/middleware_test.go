@@ -2,7 +2,9 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -39,5 +41,44 @@ func TestPanicBecomesAnIncident(t *testing.T) {
 	}
 	if rec.Header().Get("X-Request-ID") == "" {
 		t.Fatal("no request id")
+	}
+}
+
+// TestAbandonedRequestIsNoIncident: a client that hangs up mid-request
+// makes the store fail with context.Canceled; that is neither logged as an
+// internal error nor counted as a 500.
+func TestAbandonedRequestIsNoIncident(t *testing.T) {
+	var logs bytes.Buffer
+	metrics := telemetry.NewMetrics()
+	s := &server{Deps: Deps{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: metrics}}
+	h := s.instrument("GET /x", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // the store's query, cut short
+		writeProblem(w, s.storeError(r, fmt.Errorf("query: %w", r.Context().Err())))
+	}))
+	ctx, hangUp := context.WithCancel(context.Background())
+	hangUp()
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil).WithContext(ctx))
+	if strings.Contains(logs.String(), `"level":"ERROR"`) {
+		t.Errorf("logged as an error: %s", logs.String())
+	}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	for _, f := range families {
+		if f.GetName() != "runbox_http_requests_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "status" {
+					statuses = append(statuses, fmt.Sprint(l.GetValue(), "=", m.GetCounter().GetValue()))
+				}
+			}
+		}
+	}
+	if strings.Join(statuses, ",") != "499=1" {
+		t.Errorf("requests counted by status: %v, want 499=1", statuses)
 	}
 }

@@ -156,6 +156,12 @@ func (s *server) storeError(r *http.Request, err error) *apiError {
 }
 
 func (s *server) internal(r *http.Request, err error) *apiError {
+	if errors.Is(err, context.Canceled) && errors.Is(r.Context().Err(), context.Canceled) {
+		// The client hung up mid-request: not a failure of ours, and its
+		// answer goes nowhere (instrument counts it as 499).
+		s.Logger.Debug("request abandoned by the client", "request_id", requestID(r))
+		return errorf(http.StatusInternalServerError, "internal_error", "the request was abandoned")
+	}
 	incident := uuid.NewString()
 	s.Logger.Error("internal error", "incident_id", incident, "request_id", requestID(r), "error", err.Error())
 	return errorf(http.StatusInternalServerError, "internal_error", "internal error; incident "+incident)
