@@ -44,6 +44,7 @@ func TestSessionsAndErrors(t *testing.T) {
 		code               string
 	}{
 		{"unknown language", "POST", "/code-sessions", map[string]any{"language": "cobol"}, 400, "unsupported_language"},
+		{"huge language", "POST", "/code-sessions", map[string]any{"language": strings.Repeat("\x80", 100000)}, 400, "unsupported_language"},
 		{"missing language", "POST", "/code-sessions", map[string]any{}, 400, "invalid_request"},
 		{"not JSON", "POST", "/code-sessions", "{nope", 400, "invalid_request"},
 		{"unknown field", "POST", "/code-sessions", map[string]any{"language": "python", "extra": 1}, 400, "invalid_request"},
@@ -80,6 +81,9 @@ func TestSessionsAndErrors(t *testing.T) {
 			}
 			if d, _ := r.body["detail"].(string); d == "" || strings.Contains(d, "field  ") {
 				t.Errorf("unclear detail: %s", r.raw)
+			}
+			if len(r.raw) > 4096 { // nothing a client sends is echoed at length
+				t.Errorf("a %d-byte problem", len(r.raw))
 			}
 			// Nor configuration values (the limits of source and stdin).
 			for _, leak := range []string{"/tmp", "sql", "SQL", "goroutine", ".go:", "1003", "65536"} {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,10 +23,12 @@ func pathID(r *http.Request, notFound *apiError) (uuid.UUID, *apiError) {
 
 var errSessionNotFound = errorf(http.StatusNotFound, "session_not_found", "no such session")
 
+// checkLanguage refuses an id the deployment does not offer. The answer
+// does not echo the id: it may be a megabyte long.
 func (s *server) checkLanguage(id string) *apiError {
 	if _, ok := s.Languages.Lookup(id); !ok {
 		return errorf(http.StatusBadRequest, "unsupported_language",
-			fmt.Sprintf("language %q is not offered; supported: %s", id, strings.Join(s.Languages.IDs(), ", ")))
+			"this language is not offered; supported: "+strings.Join(s.Languages.IDs(), ", "))
 	}
 	return nil
 }
