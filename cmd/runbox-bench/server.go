@@ -46,6 +46,8 @@ func benchEnv() map[string]string {
 		"RUNBOX_RUN_BURST":                "1000000",
 		"RUNBOX_AUTOSAVE_RATE":            "1000000",
 		"RUNBOX_AUTOSAVE_BURST":           "1000000",
+		"RUNBOX_SESSION_RATE":             "1000000",
+		"RUNBOX_SESSION_BURST":            "1000000",
 		"RUNBOX_MAX_INFLIGHT_PER_SESSION": "1000",
 		"RUNBOX_MAX_QUEUE_DEPTH":          "100000000",
 		"RUNBOX_WORKER_CONCURRENCY":       fmt.Sprint(runtime.NumCPU()),

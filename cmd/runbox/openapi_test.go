@@ -974,6 +974,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			"RUNBOX_API_KEYS":      "alice:key-a",
 			"RUNBOX_AUTOSAVE_RATE": "0.01", "RUNBOX_AUTOSAVE_BURST": "1",
 			"RUNBOX_RUN_RATE": "0.01", "RUNBOX_RUN_BURST": "1",
+			"RUNBOX_SESSION_RATE": "0.01", "RUNBOX_SESSION_BURST": "1",
 		})
 		// Every route that needs a key answers 401 without one; the others 200.
 		for _, r := range c.routes {
@@ -997,6 +998,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		c.call(t, s, "PATCH", "/code-sessions/"+id, map[string]any{"source_code": "y"}, 429)
 		c.call(t, s, "POST", "/code-sessions/"+id+"/run", nil, 202)
 		c.call(t, s, "POST", "/code-sessions/"+id+"/run", nil, 429)
+		c.call(t, s, "POST", "/code-sessions", map[string]any{"language": "python"}, 429)
 	})
 
 	t.Run("terminal executions", func(t *testing.T) {

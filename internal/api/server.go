@@ -58,6 +58,7 @@ type server struct {
 	keys     []apiKey
 	runLimit *limiter
 	saveLim  *limiter
+	newLimit *limiter // session creation: each new session is a row kept until it is closed and purged
 	depth    depthCache
 }
 
@@ -82,6 +83,7 @@ func newServer(d Deps) *server {
 		keys:     parseKeys(d.Config.APIKeys),
 		runLimit: newLimiter(d.Config.RunRate, d.Config.RunBurst),
 		saveLim:  newLimiter(d.Config.AutosaveRate, d.Config.AutosaveBurst),
+		newLimit: newLimiter(d.Config.SessionRate, d.Config.SessionBurst),
 	}
 	s.Metrics.ObserveQueueDepth(func() (int64, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

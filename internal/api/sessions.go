@@ -47,6 +47,10 @@ func (s *server) createSession() http.Handler {
 		SourceCode *string `json:"source_code"`
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e := s.rateLimit(r, s.newLimit); e != nil {
+			s.reject(w, e)
+			return
+		}
 		var req request
 		if e := decode(w, r, &req, false); e != nil {
 			writeProblem(w, e)
