@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -93,6 +95,19 @@ func TestSessionsAndErrors(t *testing.T) {
 			}
 		})
 	}
+	// A body announced over the limit is refused before it is invited.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST /code-sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		"Expect: 100-continue\r\nContent-Length: 10000000000\r\n\r\n")
+	line, _ := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	if !strings.HasPrefix(line, "HTTP/1.1 413") {
+		t.Errorf("a 10 GB body announced with Expect: 100-continue got %q", line)
+	}
+
 	// Nothing was written by the failed requests.
 	if r := s.do("GET", "/code-sessions/"+id, nil); r.body["version"] != 4.0 || r.body["source_code"] != "print(2)" {
 		t.Fatalf("a refused request changed the session: %s", r.raw)

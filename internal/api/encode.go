@@ -83,9 +83,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+var errBodyTooLarge = errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request bodies are limited to 1 MiB")
+
 // decode reads a JSON body strictly: one object, no unknown fields, at most
 // config.MaxBodyBytes. An empty body is allowed only when emptyOK.
 func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiError {
+	if r.ContentLength > config.MaxBodyBytes {
+		// Refused before the first read, so that a client that sent
+		// "Expect: 100-continue" is not invited to send it.
+		return errBodyTooLarge
+	}
 	body := http.MaxBytesReader(w, r.Body, config.MaxBodyBytes)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
@@ -105,7 +112,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request bodies are limited to 1 MiB")
+		return errBodyTooLarge
 	}
 	var typeErr *json.UnmarshalTypeError
 	switch {
