@@ -107,8 +107,8 @@ var Vars = []Var{
 	{"RUNBOX_RUN_BURST", "100", "run token bucket size", apiSrv},
 	{"RUNBOX_AUTOSAVE_RATE", "200", "autosaves per second per client (same keying as runs)", apiSrv},
 	{"RUNBOX_AUTOSAVE_BURST", "400", "autosave token bucket size", apiSrv},
-	{"RUNBOX_SESSION_RATE", "20", "sessions created per second per client (same keying as runs): a session is kept until it is closed and purged, so its creation is what a stranger could fill the disk with", apiSrv},
-	{"RUNBOX_SESSION_BURST", "500", "session creation token bucket size", apiSrv},
+	{"RUNBOX_SESSION_RATE", "RUNBOX_RUN_RATE", "sessions created per second per client (same keying as runs): a session is kept until it is closed and purged, so its creation is what a stranger could fill the disk with; a session is made to be run, so by default it follows the run rate", apiSrv},
+	{"RUNBOX_SESSION_BURST", "5 × RUNBOX_RUN_BURST", "session creation token bucket size", apiSrv},
 	{"RUNBOX_MAX_ATTEMPTS", "3", "attempts of an execution whose failure is not the program's (sandbox or infrastructure) before FAILED INTERNAL_ERROR", worker},
 	{"RUNBOX_SHUTDOWN_GRACE", "30s", "time in-flight requests and runs get to finish on SIGTERM", server},
 	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
@@ -167,14 +167,14 @@ func Load(getenv func(string) string) (*Config, error) {
 		RunBurst:              p.int("RUNBOX_RUN_BURST", 100, 1, 1<<20),
 		AutosaveRate:          p.rate("RUNBOX_AUTOSAVE_RATE", 200),
 		AutosaveBurst:         p.int("RUNBOX_AUTOSAVE_BURST", 400, 1, 1<<20),
-		SessionRate:           p.rate("RUNBOX_SESSION_RATE", 20),
-		SessionBurst:          p.int("RUNBOX_SESSION_BURST", 500, 1, 1<<20),
 		MaxAttempts:           p.int("RUNBOX_MAX_ATTEMPTS", 3, 1, 100),
 		ShutdownGrace:         p.duration("RUNBOX_SHUTDOWN_GRACE", 30*time.Second, time.Millisecond, 24*time.Hour),
 		RequestTimeout:        p.duration("RUNBOX_REQUEST_TIMEOUT", 35*time.Second, time.Millisecond, 24*time.Hour),
 		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour, time.Minute, 100*365*24*time.Hour),
 		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", 0, time.Millisecond, time.Hour),
 	}
+	c.SessionRate = p.rate("RUNBOX_SESSION_RATE", c.RunRate)
+	c.SessionBurst = p.int("RUNBOX_SESSION_BURST", min(5*c.RunBurst, 1<<20), 1, 1<<20)
 	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second, time.Millisecond, 7*24*time.Hour)
 	if c.RescueAfter <= c.JobTimeout() {
 		p.add(errors.New("RUNBOX_RESCUE_AFTER must exceed the compile and run wall times plus 5s"))

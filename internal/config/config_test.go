@@ -36,6 +36,8 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		{"retention", c.Retention, 7 * 24 * time.Hour},
 		{"log format", c.LogFormat, "json"},
 		{"data dir is absolute", filepath.IsAbs(c.DataDir) && filepath.Base(c.DataDir) == "data", true},
+		{"session rate follows the run rate", c.SessionRate, c.RunRate},
+		{"session burst", c.SessionBurst, 5 * c.RunBurst},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {
@@ -134,3 +136,16 @@ func TestEveryVariableHasARole(t *testing.T) {
 }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+// TestSessionLimitsFollowTheRunLimits: a deployment that raises its run
+// rate (a load test, a trusted tenant) need not know of the session limit.
+func TestSessionLimitsFollowTheRunLimits(t *testing.T) {
+	c, err := Load(env(map[string]string{"RUNBOX_RUN_RATE": "1000", "RUNBOX_RUN_BURST": "2000"}))
+	if err != nil || c.SessionRate != 1000 || c.SessionBurst != 10000 {
+		t.Fatalf("session rate %v, burst %d, %v", c.SessionRate, c.SessionBurst, err)
+	}
+	c, err = Load(env(map[string]string{"RUNBOX_RUN_RATE": "1000", "RUNBOX_SESSION_RATE": "3", "RUNBOX_SESSION_BURST": "4"}))
+	if err != nil || c.SessionRate != 3 || c.SessionBurst != 4 {
+		t.Fatalf("session rate %v, burst %d, %v", c.SessionRate, c.SessionBurst, err)
+	}
+}
