@@ -113,7 +113,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 			workers = river.NewWorkers()
 			river.AddWorker(workers, w)
 			river.AddWorker(workers, &worker.Purger{Store: st, Retention: cfg.Retention, Logger: logger})
-			periodic = append(periodic, worker.PurgeEvery(time.Hour))
+			periodic = append(periodic, worker.PurgeEvery(worker.PurgeInterval(cfg.Retention)))
 		}
 	}
 

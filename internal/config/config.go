@@ -170,7 +170,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		MaxAttempts:           p.int("RUNBOX_MAX_ATTEMPTS", 3, 1, 100),
 		ShutdownGrace:         p.duration("RUNBOX_SHUTDOWN_GRACE", 30*time.Second, time.Millisecond, 24*time.Hour),
 		RequestTimeout:        p.duration("RUNBOX_REQUEST_TIMEOUT", 35*time.Second, time.Millisecond, 24*time.Hour),
-		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour, time.Minute, 100*365*24*time.Hour),
+		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour, time.Millisecond, 100*365*24*time.Hour),
 		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", 0, time.Millisecond, time.Hour),
 	}
 	c.SessionRate = p.rate("RUNBOX_SESSION_RATE", c.RunRate)

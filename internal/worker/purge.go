@@ -38,6 +38,13 @@ func (p *Purger) Work(ctx context.Context, _ *river.Job[PurgeArgs]) error {
 	return nil
 }
 
+// PurgeInterval is how often to purge: hourly, or more often when the
+// retention itself is shorter than two hours, so that nothing outlives it
+// by more than half of it (a short retention is a test's or a demo's).
+func PurgeInterval(retention time.Duration) time.Duration {
+	return max(min(time.Hour, retention/2), time.Second)
+}
+
 // PurgeEvery schedules the purge job.
 func PurgeEvery(interval time.Duration) *river.PeriodicJob {
 	return river.NewPeriodicJob(river.PeriodicInterval(interval),
