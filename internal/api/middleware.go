@@ -85,11 +85,11 @@ func (s *server) unmatched(mux *http.ServeMux) http.Handler {
 	})
 }
 
-// instrument counts requests and their latency by route pattern.
 // statusClientClosed is the status recorded for a request its client
 // abandoned.
 const statusClientClosed = 499
 
+// instrument counts requests and their latency by route pattern.
 func (s *server) instrument(pattern string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
