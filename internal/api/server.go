@@ -99,9 +99,8 @@ func newServer(d Deps) *server {
 func parseKeys(entries []string) []apiKey {
 	var keys []apiKey
 	for _, e := range entries {
-		tenant, key, ok := strings.Cut(e, ":")
-		if !ok {
-			key = e
+		tenant, key, named := config.SplitKey(e)
+		if !named {
 			sum := sha256.Sum256([]byte(key))
 			tenant = "t-" + hex.EncodeToString(sum[:6])
 		}

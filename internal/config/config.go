@@ -244,11 +244,7 @@ func loadKeys(getenv func(string) string) ([]string, error) {
 		if k = strings.TrimSpace(k); k == "" || strings.HasPrefix(k, "#") {
 			continue
 		}
-		// "tenant:key" or a bare key (see api.parseKeys).
-		_, key, ok := strings.Cut(k, ":")
-		if !ok {
-			key = k
-		}
+		_, key, _ := SplitKey(k)
 		switch {
 		case key == "" || strings.ContainsAny(key, " \t"):
 			return nil, errors.New("RUNBOX_API_KEYS: every key must be non-empty, without spaces")
@@ -263,6 +259,16 @@ func loadKeys(getenv func(string) string) ([]string, error) {
 		return nil, errors.New("RUNBOX_API_KEYS is set but holds no key")
 	}
 	return keys, nil
+}
+
+// SplitKey reads one entry of RUNBOX_API_KEYS: "tenant:key", or a bare key
+// (named false), whose tenant the API derives from the key.
+func SplitKey(entry string) (tenant, key string, named bool) {
+	tenant, key, named = strings.Cut(entry, ":")
+	if !named {
+		return "", entry, false
+	}
+	return tenant, key, true
 }
 
 // ParseBytes reads a size such as 65536, 64KiB, 256MiB or 1GiB.
