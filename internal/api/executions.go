@@ -136,9 +136,12 @@ func (s *server) getExecution() http.Handler {
 			}
 			wait = time.Duration(n * float64(time.Second))
 		}
-		ex, err := s.Store.GetExecution(r.Context(), tenant(r), id)
-		if err == nil && wait > 0 && !ex.Status.Terminal() {
-			ex, err = s.waitTerminal(r, ex, wait)
+		var ex *execution.Execution
+		var err error
+		if wait > 0 {
+			ex, err = s.waitTerminal(r, id, wait)
+		} else {
+			ex, err = s.Store.GetExecution(r.Context(), tenant(r), id)
 		}
 		if err != nil {
 			writeProblem(w, s.storeError(r, err))
@@ -153,15 +156,16 @@ func (s *server) getExecution() http.Handler {
 // has no LISTEN/NOTIFY); in-process workers and PostgreSQL wake it at once.
 const crossProcessRecheck = time.Second
 
-// waitTerminal holds the request until the hub says id is terminal or the
-// wait is over, then reads the execution again.
-func (s *server) waitTerminal(r *http.Request, ex *execution.Execution, wait time.Duration) (*execution.Execution, error) {
+// waitTerminal reads execution id and, until it is terminal, holds the
+// request until the hub says it is or the wait is over, then reads it
+// again.
+func (s *server) waitTerminal(r *http.Request, id uuid.UUID, wait time.Duration) (*execution.Execution, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		done, release := s.Hub.Subscribe(ex.ID)
+		done, release := s.Hub.Subscribe(id)
 		// Read after subscribing, so a result recorded in between is not missed.
-		cur, err := s.Store.GetExecution(r.Context(), tenant(r), ex.ID)
+		cur, err := s.Store.GetExecution(r.Context(), tenant(r), id)
 		if err != nil || cur.Status.Terminal() {
 			release()
 			return cur, err
@@ -173,7 +177,7 @@ func (s *server) waitTerminal(r *http.Request, ex *execution.Execution, wait tim
 		case <-deadline.C:
 			release()
 			recheck.Stop()
-			return s.Store.GetExecution(r.Context(), tenant(r), ex.ID)
+			return s.Store.GetExecution(r.Context(), tenant(r), id)
 		case <-r.Context().Done():
 			release()
 			recheck.Stop()
