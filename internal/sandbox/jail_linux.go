@@ -117,6 +117,10 @@ type Config struct {
 	// use); 0 means 2 per CPU. Execute never waits for the pool: when it
 	// is empty, a jail is prepared inline.
 	PoolSize int
+	// cgroupPerStep (tests only) gives every step a fresh cgroup even
+	// where the kernel can reset one, so that the path of kernels that
+	// cannot is tested on this one.
+	cgroupPerStep bool
 }
 
 // Sandbox executes Requests. It is safe for concurrent use.
@@ -183,7 +187,7 @@ func New(cfg Config) (*Sandbox, error) {
 		return nil, err
 	}
 	s := &Sandbox{prefix: randomID()[:8], dir: cfg.Dir, log: log, cg: cg, stop: make(chan struct{}),
-		jailCgroup: cg.peakResettable()}
+		jailCgroup: cg.peakResettable() && !cfg.cgroupPerStep}
 	s.instDir = filepath.Join(s.dir, s.prefix)
 	if s.lock, err = lockInstance(s.dir, s.prefix); err != nil {
 		return nil, fmt.Errorf("sandbox: lock instance: %w", err)
@@ -418,7 +422,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	cpu0, _ := cg.cpuUsage()
 	mem0, oom0 := cg.memoryUsage(), cg.oomKills()
 	sendErr := j.send(&initReq{
-		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes,
+		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes, Cgroup: j.cgN,
 		Rlimits: j.applyRlimits(stepRlimits(lim)),
 	}, int(inR.Fd()), int(outW.Fd()), int(errW.Fd()))
 	inR.Close()

@@ -39,7 +39,7 @@ type jail struct {
 	// background, when the jail goes back to the pool; only a second step
 	// of one request pays it inline.
 	cgFresh bool
-	cgN     int
+	cgN     int // numbers the cgroups the init was put in (initReq.Cgroup)
 	uses    int
 	// rlim is what the init's rlimits were last set to (nil: inherited).
 	// They are process-wide, so the program of a later step inherits them,
@@ -319,7 +319,7 @@ func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
 		return fail(err)
 	}
 	if err := j.call(&initReq{Op: "setup", Root: filepath.Join(s.instDir, "root"), ReadOnly: readOnly,
-		UID: jailUIDBase + j.pid, GID: jailUIDBase + j.pid}); err != nil {
+		UID: jailUIDBase + j.pid, GID: jailUIDBase + j.pid, Cgroup: j.cgN}); err != nil {
 		return fail(err)
 	}
 	return j, nil
@@ -382,7 +382,7 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 			keep, j.cgFresh = err == nil, err == nil
 		}
 		if keep {
-			keep = j.call(&initReq{Op: "clear"}) == nil
+			keep = j.call(&initReq{Op: "clear", Cgroup: j.cgN}) == nil
 		}
 		if keep && j.python != nil && s.cpuIdle.idleShare() >= prestartMinIdle {
 			var err error

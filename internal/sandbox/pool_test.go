@@ -202,3 +202,54 @@ func TestInitKilledFromOutside(t *testing.T) {
 		t.Fatalf("the sandbox did not recover: %v", err)
 	}
 }
+
+// TestCgroupPerStep runs the path of kernels that cannot reset a cgroup's
+// peak memory (cgroup v2 before Linux 6.12) on any host: every step gets a
+// fresh cgroup, so the second step of a request and every reuse of a
+// pooled jail need a launcher prepared in their own cgroup. A program sees
+// its cgroup namespace rooted at its step's cgroup (every line of
+// /proc/self/cgroup ends in ":/"; a launcher left from the previous
+// cgroup would show "/../…"), and the step's own limits hold.
+func TestCgroupPerStep(t *testing.T) {
+	s := newSandbox(t, Config{PoolSize: 1, cgroupPerStep: true})
+	pid := waitIdle(t, s)
+	rooted := func(step string, out []byte) {
+		t.Helper()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		for _, l := range lines {
+			if !strings.HasSuffix(l, ":/") {
+				t.Errorf("%s: cgroup namespace not rooted at the step's cgroup:\n%s", step, out)
+				return
+			}
+		}
+	}
+	small := defLimits()
+	small.MemoryBytes = 64 << 20
+	for i := range 3 {
+		rep, err := s.Execute(context.Background(), Request{
+			Compile: &Step{Argv: []string{"/bin/sh", "-c", "cat /proc/self/cgroup"}, Limits: compileLimits()},
+			Run: Step{Argv: []string{"/bin/sh", "-c", `cat /proc/self/cgroup; python3 -c "s = 'x' * (200 << 20)"`},
+				Limits: small},
+			Env: testEnv,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Compile.Outcome != OutcomeOK || rep.Run.Outcome != OutcomeMemoryLimit {
+			t.Fatalf("request %d: compile %s, run %s", i, describe(rep.Compile), describe(rep.Run))
+		}
+		rooted("compile "+strconv.Itoa(i), rep.Compile.Stdout)
+		rooted("run "+strconv.Itoa(i), rep.Run.Stdout)
+		// A run killed by its memory limit retires its jail; the next
+		// request takes a fresh one, prepared in a cgroup of its own.
+		pid = waitIdle(t, s)
+		r := run(t, s, sh("cat /proc/self/cgroup", defLimits()))
+		if r.Outcome != OutcomeOK {
+			t.Fatalf("plain run %d: %s", i, describe(r))
+		}
+		rooted("plain run "+strconv.Itoa(i), r.Stdout)
+		if p := waitIdle(t, s); p != pid {
+			t.Fatalf("the jail was not reused (%d, then %d)", pid, p)
+		}
+	}
+}
