@@ -23,9 +23,11 @@ package sandbox
 //
 // The init stays root with its capabilities (it remounts between steps); the
 // program never gets any: each step is launched from a dedicated, locked OS
-// thread (a launcher) that has unshared a fresh IPC, network and cgroup
-// namespace for itself and brought lo up - ahead of the step, once the
-// previous one is over (see launcher) - and then, at the step, drops the
+// thread (a launcher) that has unshared a fresh IPC and cgroup namespace
+// for itself and entered a network namespace that reads as fresh (a new
+// one with lo up, or the previous step's if it left no trace: see
+// netns_linux.go) - ahead of the step, once the previous one is over (see
+// launcher) - and then, at the step, drops the
 // capability bounding/ambient/inheritable
 // sets, sets no_new_privs and loads the seccomp filter - all per-thread
 // attributes that the forked program inherits and that no other thread of
@@ -34,7 +36,8 @@ package sandbox
 // program, then kills every other process of the pid namespace (kill -1 as
 // pid 1) and reaps until ECHILD before it reports the exit: when the host
 // reads "exited", nothing of the step is alive. The thread then ends locked,
-// so the Go runtime destroys it with its namespaces and filter.
+// so the Go runtime destroys it with its namespaces and filter (the
+// network namespace lives on if the init kept it).
 
 import (
 	"encoding/json"
@@ -137,6 +140,9 @@ type initState struct {
 	prog []unix.SockFilter
 	rlim []rlimit  // the process's, as the last step set them
 	next *launcher // prepared for the next step, if any
+	// net is the network namespace of the last step, for the next one
+	// (see netns_linux.go); only the launcher being prepared touches it.
+	net *keptNetns
 }
 
 func (st *initState) send(m initMsg) {
@@ -372,13 +378,14 @@ func (r *sectionReader) Read(p []byte) (int, error) {
 }
 
 // launcher is a goroutine locked to an OS thread of its own that has
-// unshared a fresh IPC, network and cgroup namespace and waits to launch
-// the next step's program. The init prepares it between steps, once the
+// unshared a fresh IPC and cgroup namespace, entered a network namespace
+// as good as fresh, and waits to launch the next step's program. The init prepares it between steps, once the
 // previous step's processes are all dead and the host has put the init in
 // the cgroup of the next step, so that creating the thread and the
 // namespaces (about half of what the jail adds to a python hello world)
 // is off the step's path. No process enters the namespaces before the
-// step's program, so they are as fresh as if created at the step.
+// step's program (but a prestarted interpreter, which is the step's
+// program), so they are as fresh as if created at the step.
 type launcher struct {
 	cgroup int // initReq.Cgroup when it unshared
 	work   chan launchWork
@@ -424,13 +431,14 @@ func (st *initState) prepareLauncher(cg int) error {
 	ready := make(chan error)
 	go func() {
 		runtime.LockOSThread()
-		// Fresh namespaces for this thread (and so for the program); the
-		// cgroup namespace is rooted at the cgroup we are in now.
-		err := unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP)
-		if err != nil {
-			err = fmt.Errorf("unshare: %w", err)
-		} else {
-			err = loopbackUp()
+		// Fresh IPC and cgroup namespaces for this thread (and so for the
+		// program), the cgroup one rooted at the cgroup we are in now; a
+		// network namespace as good as fresh.
+		err := st.enterNetns()
+		if err == nil {
+			if err = unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP); err != nil {
+				err = fmt.Errorf("unshare: %w", err)
+			}
 		}
 		ready <- err
 		if err != nil {
