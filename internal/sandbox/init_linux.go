@@ -138,8 +138,12 @@ type initState struct {
 	uid  int
 	gid  int
 	prog []unix.SockFilter
-	rlim []rlimit  // the process's, as the last step set them
-	next *launcher // prepared for the next step, if any
+	// watchProg is prog that also reports inet sockets (see
+	// watchSockets); nil where the kernel cannot, and then no step's
+	// network namespace is kept.
+	watchProg []unix.SockFilter
+	rlim      []rlimit  // the process's, as the last step set them
+	next      *launcher // prepared for the next step, if any
 	// net is the network namespace of the last step, for the next one
 	// (see netns_linux.go); only the launcher being prepared touches it.
 	net *keptNetns
@@ -215,11 +219,16 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		if err := buildRoot(req); err != nil {
 			return err
 		}
-		prog, err := seccompProgram()
+		prog, err := seccompProgram(false)
 		if err != nil {
 			return err
 		}
 		st.prog = prog
+		if canWatchSockets() {
+			if st.watchProg, err = seccompProgram(true); err != nil {
+				return err
+			}
+		}
 		if err := st.prepareLauncher(req.Cgroup); err != nil {
 			return err
 		}
@@ -392,6 +401,7 @@ type launcher struct {
 	// The fields below belong to the launcher's goroutine while it works,
 	// to the main loop while it waits for work.
 	confined bool        // its thread dropped its capabilities and loaded the filter
+	net      *keptNetns  // the network namespace it entered
 	pre      *prestarted // an interpreter started for the next step
 }
 
@@ -406,16 +416,26 @@ type launchWork struct {
 
 // confine drops the capability sets of the launcher's thread and loads the
 // seccomp filter into it (once): every program forked from the thread
-// inherits both.
-func (l *launcher) confine(prog []unix.SockFilter) error {
+// inherits both. The filter reports the programs' inet sockets where the
+// kernel can; where it cannot, the network namespace is not kept.
+func (l *launcher) confine(st *initState) error {
 	if l.confined {
 		return nil
 	}
 	if err := dropCapabilities(); err != nil {
 		return err
 	}
-	if err := installSeccomp(prog); err != nil {
-		return err
+	if st.watchProg != nil {
+		fd, err := installSeccomp(st.watchProg, true)
+		if err != nil {
+			return err
+		}
+		watchSockets(fd, l.net)
+	} else {
+		if _, err := installSeccomp(st.prog, false); err != nil {
+			return err
+		}
+		l.net.used.Store(true)
 	}
 	l.confined = true
 	return nil
@@ -435,6 +455,7 @@ func (st *initState) prepareLauncher(cg int) error {
 		// program), the cgroup one rooted at the cgroup we are in now; a
 		// network namespace as good as fresh.
 		err := st.enterNetns()
+		l.net = st.net
 		if err == nil {
 			if err = unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP); err != nil {
 				err = fmt.Errorf("unshare: %w", err)
@@ -509,7 +530,7 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 		}
 	}
 	st.rlim = req.Rlimits
-	if err := l.confine(st.prog); err != nil {
+	if err := l.confine(st); err != nil {
 		fail(err)
 	}
 	started := startedMsg
@@ -589,8 +610,9 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 }
 
 // spareInitThreads is how many idle OS threads the init keeps ready for
-// its Go runtime before each step.
-const spareInitThreads = 3
+// its Go runtime before each step (one of them for watchSockets, which
+// holds one while it waits).
+const spareInitThreads = 4
 
 // spareThreads makes sure the Go runtime has at least n idle OS threads
 // (Ms), creating the missing ones now, while the step's pids cgroup still

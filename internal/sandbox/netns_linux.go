@@ -3,32 +3,42 @@ package sandbox
 import (
 	"bytes"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// A jail keeps the network namespace of its last step for the next one,
-// but only while nothing in it tells it from a fresh one. Creating a
-// network namespace, and the kernel's tearing it down afterwards, is the
-// costliest part of a step's set-up (0.9 ms of CPU, 6 % of a sandboxed
-// python hello world, most of it registering and unregistering the
-// namespace's sysctl tables and lo), and almost no run ever opens a socket.
+// A jail keeps the network namespace of its last step for the next one
+// when that step created no inet socket. Creating a network namespace, and
+// the kernel's tearing it down afterwards, is the costliest part of a
+// step's set-up (0.9 ms of CPU, 6 % of a sandboxed python hello world,
+// most of it registering and unregistering the namespace's sysctl tables
+// and lo), and almost no run opens a socket.
 //
 // A program without capabilities cannot configure the namespace (its
 // interfaces, routes, sysctls and netfilter rules need CAP_NET_ADMIN over
-// it); all it can change is through sockets, and what it leaves behind
-// once its processes are dead shows in /proc/net: sockets still alive
-// (passed around in flight, or lingering) and TIME_WAIT ones in the
-// per-namespace socket counts, traffic over lo in its packet counters and
-// the protocol counters (a send that found no route counts too), IPv6 flow
-// labels with their linger time, multicast memberships. So before a step
-// uses the kept namespace, the launcher reads those files in it and
-// compares them byte for byte with what they read when the namespace was
-// new; any difference, or any error, and the step gets a fresh one, which
-// is kept in turn. What a later run can still learn is the namespace's
-// identity (its inode, SO_NETNS_COOKIE): that it is the namespace of an
-// earlier run of the same jail which left no trace, as it can already
-// tell of the jail's mount and pid namespaces.
+// it); it can change it only through sockets. Not all of what inet
+// sockets leave behind shows anywhere: multicast reports still queued on a
+// timer after the group was left, a flag the kernel sets for good once an
+// exclusive IPv6 flow label existed, cached routes. (An audit found both
+// of the first two with an earlier version, which kept the namespace
+// whenever /proc/net read as it did fresh.) So the filter of every step
+// reports each socket(AF_INET or AF_INET6) to the init before the kernel
+// creates it (a seccomp user notification, see watchSockets), and a
+// namespace in which one was created is never used again. Unix sockets,
+// the only other family the filter allows, leave nothing behind once
+// closed; one still alive (a socket passed in flight in a cycle that only
+// the kernel's unix GC frees, or the abstract name it holds) shows in
+// /proc/net, and so does anything else, should the notification be missed:
+// before a step uses the kept namespace, the launcher also compares
+// netnsFiles with what they read when it was new. What a later run can
+// still learn is the namespace's identity (its inode, SO_NETNS_COOKIE):
+// that an earlier run of the same jail opened no inet socket, as it can
+// already tell from the jail's mount and pid namespaces that runs came
+// before it.
 type keptNetns struct {
 	fd int // the namespace (an open /proc/thread-self/ns/net)
 	// files are netnsFiles, opened in the namespace (-1: absent). A
@@ -37,6 +47,8 @@ type keptNetns struct {
 	// path lookups (opening them each time was half its cost).
 	files []int
 	fresh []byte // netnsState when it was new
+	// used: a program created an inet socket in it (or nothing watched).
+	used atomic.Bool
 }
 
 func (k *keptNetns) close() {
@@ -160,7 +172,7 @@ func sockstatOwn(b []byte) []byte {
 func (st *initState) enterNetns() error {
 	if k := st.net; k != nil {
 		st.net = nil
-		if cur, err := netnsState(k.files); err == nil && bytes.Equal(cur, k.fresh) &&
+		if cur, err := netnsState(k.files); err == nil && !k.used.Load() && bytes.Equal(cur, k.fresh) &&
 			unix.Setns(k.fd, unix.CLONE_NEWNET) == nil {
 			st.net = k
 			return nil
@@ -187,4 +199,86 @@ func (st *initState) enterNetns() error {
 	}
 	st.net = k
 	return nil
+}
+
+// canWatchSockets reports whether the kernel can report a program's
+// sockets to the init and let them proceed (SECCOMP_USER_NOTIF_FLAG_CONTINUE,
+// Linux 5.5) and say when no program is left to report (EPOLLHUP on the
+// notification fd, Linux 5.8).
+func canWatchSockets() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	major, minor, ok := parseKernelRelease(unix.ByteSliceToString(u.Release[:]))
+	return ok && (major > 5 || major == 5 && minor >= 8)
+}
+
+// parseKernelRelease reads "6.18.44-foo" as 6, 18.
+func parseKernelRelease(r string) (major, minor int, ok bool) {
+	a, rest, ok1 := strings.Cut(r, ".")
+	b := rest[:len(rest)-len(strings.TrimLeft(rest, "0123456789"))]
+	maj, err1 := strconv.Atoi(a)
+	min, err2 := strconv.Atoi(b)
+	return maj, min, ok1 && err1 == nil && err2 == nil
+}
+
+// seccompNotif and seccompNotifResp are the kernel's struct seccomp_notif
+// and struct seccomp_notif_resp.
+type seccompNotif struct {
+	ID    uint64
+	PID   uint32
+	Flags uint32
+	Data  struct {
+		Nr   int32
+		Arch uint32
+		IP   uint64
+		Args [6]uint64
+	}
+}
+
+type seccompNotifResp struct {
+	ID    uint64
+	Val   int64
+	Error int32
+	Flags uint32
+}
+
+// watchSockets serves the user notifications of a launcher's filter (fd):
+// each is a program creating an AF_INET or AF_INET6 socket, which marks
+// net used before the kernel goes on with the call as if unfiltered (the
+// call's arguments are registers, so nothing can change under us between
+// the report and the call). It returns once no task uses the filter (the
+// launcher's thread and every program forked from it are gone), and
+// holds an OS thread until then (see spareInitThreads).
+func watchSockets(fd int, net *keptNetns) {
+	go func() {
+		defer unix.Close(fd)
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(pfd, -1); err == unix.EINTR {
+				continue
+			} else if err != nil {
+				net.used.Store(true)
+				return
+			}
+			if pfd[0].Revents&unix.POLLIN == 0 {
+				return // EPOLLHUP: nothing uses the filter any more
+			}
+			var n seccompNotif
+			_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_RECV, uintptr(unsafe.Pointer(&n)))
+			switch errno {
+			case 0:
+			case unix.EINTR, unix.ENOENT: // ENOENT: the caller died meanwhile
+				continue
+			default:
+				net.used.Store(true)
+				return
+			}
+			net.used.Store(true)
+			resp := seccompNotifResp{ID: n.ID, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
+			// ENOENT if the caller died meanwhile: nothing to do.
+			_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SECCOMP_IOCTL_NOTIF_SEND, uintptr(unsafe.Pointer(&resp)))
+		}
+	}()
 }

@@ -39,6 +39,8 @@ for proto in ('Tcp:', 'Udp:'):
     v = dict(zip(names[1:], values[1:]))
     print(proto, v.get('ActiveOpens', '-'), v.get('InDatagrams', '-'), v.get('OutDatagrams', '-'))
 print('tcp', len(open('/proc/net/tcp').read().splitlines()) - 1)
+lo = [l.split() for l in open('/proc/net/dev') if l.strip().startswith('lo:')][0]
+print('lo', lo[1], lo[9])
 try:
     print('flowlabels', len(open('/proc/net/ip6_flowlabel').read().splitlines()) - 1)
 except FileNotFoundError:
@@ -54,7 +56,7 @@ if len(sys.argv) > 1:
     except ConnectionRefusedError:
         print('listener gone')
 `
-	const pristine = "Tcp: 0 - -\nUdp: - 0 0\ntcp 0\nflowlabels 0\n"
+	const pristine = "Tcp: 0 - -\nUdp: - 0 0\ntcp 0\nlo 0 0\nflowlabels 0\n"
 	first, _ := nsRun(t, s, "")
 	kept, out := nsRun(t, s, check)
 	if kept != first {
@@ -69,6 +71,20 @@ import socket
 srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
 c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
 c.close(); a.close(); srv.close()
+`},
+		{"a hundred sockets, no traffic", `
+import socket
+for i in range(100):
+    socket.socket(socket.AF_INET6 if i % 2 else socket.AF_INET, socket.SOCK_DGRAM).close()
+`},
+		// Found by an audit of an earlier version that kept a namespace
+		// whenever /proc/net read as fresh: the reports of a multicast
+		// group left at exit go out on a timer, after the check.
+		{"multicast joined at exit", `
+import socket, struct
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton('239.1.2.3') + struct.pack('=II', 0, 1))
+os._exit(0)
 `},
 		{"UDP to itself", `
 import socket

@@ -60,7 +60,7 @@ type prestarted struct {
 // here: the step, started the usual way, reports why.
 func (st *initState) prestart(l *launcher, spec *prestartSpec) error {
 	l.dropPrestarted()
-	if err := l.confine(st.prog); err != nil {
+	if err := l.confine(st); err != nil {
 		return err
 	}
 	// Its stdio until the step: pipes, as the step's own are, and not

@@ -40,14 +40,20 @@ const (
 	cloneNewMask = unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC |
 		unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET | unix.CLONE_NEWCGROUP
 	auditArchX86_64 = 0xc000003e
-	// seccomp_data.arch offset.
+	// struct seccomp_data offsets: nr, arch, the low half of args[0]
+	// (little-endian).
+	seccompNrOffset   = 0
 	seccompArchOffset = 4
+	seccompArg0Offset = 16
 )
 
-// seccompPolicy is the deny-list policy for the native architecture.
+// seccompPolicy is the deny-list policy for the native architecture. The
+// group with argument conditions must stay last: when they fail, the
+// library's code leaves the argument, not the syscall number, in the
+// accumulator, and any check after them would compare against it.
 func seccompPolicy() seccomp.Policy {
 	eperm := seccomp.ActionErrno // the library adds EPERM
-	return seccomp.Policy{
+	p := seccomp.Policy{
 		DefaultAction: seccomp.ActionAllow,
 		Syscalls: []seccomp.SyscallGroup{
 			{Names: deniedSyscalls, Action: eperm},
@@ -79,10 +85,14 @@ func seccompPolicy() seccomp.Policy {
 			},
 		},
 	}
+	return p
 }
 
 // seccompProgram assembles the full filter: architecture check first.
-func seccompProgram() ([]unix.SockFilter, error) {
+// With watchInet, creating an AF_INET or AF_INET6 socket is reported to
+// the init first (a user notification, see watchSockets), which lets it
+// proceed; the network namespace is then not kept for the next step.
+func seccompProgram(watchInet bool) ([]unix.SockFilter, error) {
 	p := seccompPolicy()
 	insts, err := p.Assemble()
 	if err != nil {
@@ -92,6 +102,17 @@ func seccompProgram() ([]unix.SockFilter, error) {
 		bpf.LoadAbsolute{Off: seccompArchOffset, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArchX86_64, SkipTrue: 1},
 		bpf.RetConstant{Val: unix.SECCOMP_RET_KILL_PROCESS},
+	}
+	if watchInet {
+		head = append(head,
+			bpf.LoadAbsolute{Off: seccompNrOffset, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.SYS_SOCKET, SkipTrue: 4},
+			// The family is an int: the kernel reads the low half only.
+			bpf.LoadAbsolute{Off: seccompArg0Offset, Size: 4},
+			bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_INET, SkipTrue: 1},
+			bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.AF_INET6, SkipTrue: 1},
+			bpf.RetConstant{Val: unix.SECCOMP_RET_USER_NOTIF},
+		)
 	}
 	raw, err := bpf.Assemble(append(head, insts...))
 	if err != nil {
@@ -106,15 +127,24 @@ func seccompProgram() ([]unix.SockFilter, error) {
 
 // installSeccomp sets no_new_privs and loads the filter on the calling
 // thread only (no TSYNC: the init's other threads keep remounting between
-// steps); the program, forked from this thread, inherits both.
-func installSeccomp(prog []unix.SockFilter) error {
+// steps); the program, forked from this thread, inherits both. With
+// listener it returns the filter's user-notification fd (close-on-exec),
+// else -1.
+func installSeccomp(prog []unix.SockFilter, listener bool) (int, error) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
+		return -1, fmt.Errorf("no_new_privs: %w", err)
+	}
+	var flags uintptr
+	if listener {
+		flags = unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
+	fd, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, flags, uintptr(unsafe.Pointer(&fprog)))
 	if errno != 0 {
-		return fmt.Errorf("seccomp: %w", errno)
+		return -1, fmt.Errorf("seccomp: %w", errno)
 	}
-	return nil
+	if !listener {
+		return -1, nil
+	}
+	return int(fd), nil
 }

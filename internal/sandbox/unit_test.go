@@ -12,7 +12,7 @@ import (
 )
 
 func TestSeccompProgram(t *testing.T) {
-	prog, err := seccompProgram()
+	prog, err := seccompProgram(true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,21 +40,24 @@ func TestSeccompProgram(t *testing.T) {
 	}
 }
 
-// TestSeccompVerdicts runs the assembled filter in a BPF interpreter, so
-// that the verdict for a foreign architecture is proven even on kernels
-// where int 0x80 never reaches seccomp (see TestVerdicts).
+// TestSeccompVerdicts runs the assembled filters (with and without the
+// report of inet sockets) in a BPF interpreter, so that the verdict for a
+// foreign architecture is proven even on kernels where int 0x80 never
+// reaches seccomp (see TestVerdicts).
 func TestSeccompVerdicts(t *testing.T) {
-	prog, err := seccompProgram()
-	if err != nil {
-		t.Fatal(err)
-	}
-	insts := make([]bpf.Instruction, len(prog))
-	for i, f := range prog {
-		insts[i] = bpf.RawInstruction{Op: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}.Disassemble()
-	}
-	vm, err := bpf.NewVM(insts)
-	if err != nil {
-		t.Fatal(err)
+	vms := map[bool]*bpf.VM{}
+	for _, watch := range []bool{false, true} {
+		prog, err := seccompProgram(watch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts := make([]bpf.Instruction, len(prog))
+		for i, f := range prog {
+			insts[i] = bpf.RawInstruction{Op: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}.Disassemble()
+		}
+		if vms[watch], err = bpf.NewVM(insts); err != nil {
+			t.Fatal(err)
+		}
 	}
 	const (
 		auditArchI386 = 0x40000003
@@ -63,30 +66,35 @@ func TestSeccompVerdicts(t *testing.T) {
 		eperm         = unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)
 		enosys        = unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)
 		kill          = unix.SECCOMP_RET_KILL_PROCESS
+		notify        = unix.SECCOMP_RET_USER_NOTIF
 	)
 	for _, c := range []struct {
-		name string
-		arch uint32
-		nr   uint32
-		args []uint64
-		want uint32
+		name    string
+		arch    uint32
+		nr      uint32
+		args    []uint64
+		want    uint32
+		watched uint32 // the verdict of the watching filter, if not want
 	}{
-		{"getpid", auditArchX86_64, unix.SYS_GETPID, nil, allow},
-		{"i386 getpid", auditArchI386, 20, nil, kill},
-		{"i386 mount", auditArchI386, 21, nil, kill},
-		{"mount", auditArchX86_64, unix.SYS_MOUNT, nil, eperm},
-		{"unshare", auditArchX86_64, unix.SYS_UNSHARE, []uint64{unix.CLONE_NEWNET}, eperm},
-		{"x32 getpid", auditArchX86_64, x32Bit | unix.SYS_GETPID, nil, enosys},
-		{"clone3", auditArchX86_64, unix.SYS_CLONE3, nil, enosys},
-		{"clone for fork", auditArchX86_64, unix.SYS_CLONE, []uint64{uint64(unix.SIGCHLD)}, allow},
-		{"clone with a new netns", auditArchX86_64, unix.SYS_CLONE, []uint64{unix.CLONE_NEWNET | uint64(unix.SIGCHLD)}, eperm},
-		{"clone with a new user ns", auditArchX86_64, unix.SYS_CLONE, []uint64{unix.CLONE_NEWUSER}, eperm},
-		{"socket inet", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_INET}, allow},
-		{"socket unix", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_UNIX}, allow},
-		{"socket netlink", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_NETLINK}, eperm},
-		{"socket packet", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_PACKET}, eperm},
-		{"personality query", auditArchX86_64, unix.SYS_PERSONALITY, []uint64{0xffffffff}, allow},
-		{"personality change", auditArchX86_64, unix.SYS_PERSONALITY, []uint64{0x0040000}, eperm},
+		{"getpid", auditArchX86_64, unix.SYS_GETPID, nil, allow, 0},
+		{"i386 getpid", auditArchI386, 20, nil, kill, 0},
+		{"i386 mount", auditArchI386, 21, nil, kill, 0},
+		{"mount", auditArchX86_64, unix.SYS_MOUNT, nil, eperm, 0},
+		{"unshare", auditArchX86_64, unix.SYS_UNSHARE, []uint64{unix.CLONE_NEWNET}, eperm, 0},
+		{"x32 getpid", auditArchX86_64, x32Bit | unix.SYS_GETPID, nil, enosys, 0},
+		{"clone3", auditArchX86_64, unix.SYS_CLONE3, nil, enosys, 0},
+		{"clone for fork", auditArchX86_64, unix.SYS_CLONE, []uint64{uint64(unix.SIGCHLD)}, allow, 0},
+		{"clone with a new netns", auditArchX86_64, unix.SYS_CLONE, []uint64{unix.CLONE_NEWNET | uint64(unix.SIGCHLD)}, eperm, 0},
+		{"clone with a new user ns", auditArchX86_64, unix.SYS_CLONE, []uint64{unix.CLONE_NEWUSER}, eperm, 0},
+		{"socket inet", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_INET}, allow, notify},
+		{"socket inet6", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_INET6, unix.SOCK_STREAM}, allow, notify},
+		// The kernel reads the family as an int: reported all the same.
+		{"socket inet, high bits set", auditArchX86_64, unix.SYS_SOCKET, []uint64{1<<32 | unix.AF_INET}, eperm, notify},
+		{"socket unix", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_UNIX}, allow, 0},
+		{"socket netlink", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_NETLINK}, eperm, 0},
+		{"socket packet", auditArchX86_64, unix.SYS_SOCKET, []uint64{unix.AF_PACKET}, eperm, 0},
+		{"personality query", auditArchX86_64, unix.SYS_PERSONALITY, []uint64{0xffffffff}, allow, 0},
+		{"personality change", auditArchX86_64, unix.SYS_PERSONALITY, []uint64{0x0040000}, eperm, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			// struct seccomp_data as the kernel lays it out on x86_64, each
@@ -99,12 +107,18 @@ func TestSeccompVerdicts(t *testing.T) {
 				binary.BigEndian.PutUint32(data[16+8*i:], uint32(a))
 				binary.BigEndian.PutUint32(data[16+8*i+4:], uint32(a>>32))
 			}
-			got, err := vm.Run(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if uint32(got) != c.want {
-				t.Errorf("verdict %#x, want %#x", uint32(got), c.want)
+			for watch, vm := range vms {
+				want := c.want
+				if watch && c.watched != 0 {
+					want = c.watched
+				}
+				got, err := vm.Run(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if uint32(got) != want {
+					t.Errorf("watching %v: verdict %#x, want %#x", watch, uint32(got), want)
+				}
 			}
 		})
 	}
@@ -259,6 +273,28 @@ func TestPeakResettableV2(t *testing.T) {
 		}
 		if got, want := c.peakResettable(), mode == 0o644; got != want {
 			t.Errorf("memory.peak mode %v: resettable %v", mode, got)
+		}
+	}
+}
+
+func TestParseKernelRelease(t *testing.T) {
+	for _, c := range []struct {
+		in           string
+		major, minor int
+		ok           bool
+	}{
+		{"6.18.44-fc-v595", 6, 18, true},
+		{"5.8.0", 5, 8, true},
+		{"5.4", 5, 4, true},
+		{"4.19.0-25-amd64", 4, 19, true},
+		{"5.10rc1", 5, 10, true},
+		{"6", 0, 0, false},
+		{"", 0, 0, false},
+		{"x.y", 0, 0, false},
+	} {
+		major, minor, ok := parseKernelRelease(c.in)
+		if ok != c.ok || ok && (major != c.major || minor != c.minor) {
+			t.Errorf("parseKernelRelease(%q) = %d, %d, %v; want %d, %d, %v", c.in, major, minor, ok, c.major, c.minor, c.ok)
 		}
 	}
 }
