@@ -200,7 +200,8 @@ func TestForbiddenSyscalls(t *testing.T) {
 		"unshare_user": "EPERM", "unshare_net": "EPERM", "mount": "EPERM", "umount": "EPERM", "chroot": "EPERM",
 		"ptrace": "EPERM", "keyctl": "EPERM", "add_key": "EPERM", "bpf": "EPERM", "perf_event_open": "EPERM",
 		"userfaultfd": "EPERM", "io_uring_setup": "EPERM", "socket_vsock": "EPERM", "socket_netlink": "EPERM",
-		"socket_packet": "EPERM", "socket_unix": "OK", "socket_inet": "OK", "clone_newuser": "EPERM",
+		"socket_packet": "EPERM", "socket_unix": "OK", "socket_inet": "OK", "socketpair_unix": "OK",
+		"socketpair_inet": "EPERM", "socketpair_netlink": "EPERM", "clone_newuser": "EPERM",
 		"clone3": "ENOSYS", "personality_set": "EPERM", "personality_query": "OK", "setuid0": "EPERM",
 		"open_shadow": "ENOENT", "fork": "OK",
 	}

@@ -42,6 +42,10 @@ int main(int argc, char **argv) {
 		report("socket_packet", socket(AF_PACKET, SOCK_RAW, 0));
 		report("socket_unix", socket(AF_UNIX, SOCK_STREAM, 0));
 		report("socket_inet", socket(AF_INET, SOCK_STREAM, 0));
+		int sv[2];
+		report("socketpair_unix", socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+		report("socketpair_inet", socketpair(AF_INET, SOCK_STREAM, 0, sv));
+		report("socketpair_netlink", socketpair(AF_NETLINK, SOCK_RAW, 0, sv));
 		report("clone_newuser", syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0));
 		report("clone3", syscall(SYS_clone3, 0, 0));
 		report("personality_set", personality(ADDR_NO_RANDOMIZE));
