@@ -24,15 +24,14 @@ package sandbox
 // The init stays root with its capabilities (it remounts between steps); the
 // program never gets any: each step is launched from a dedicated, locked OS
 // thread (a launcher) that has unshared a fresh IPC and cgroup namespace
-// for itself and entered a network namespace that reads as fresh (a new
-// one with lo up, or the previous step's if it left no trace: see
-// netns_linux.go) - ahead of the step, once the previous one is over (see
-// launcher) - and then, at the step, drops the
-// capability bounding/ambient/inheritable
-// sets, sets no_new_privs and loads the seccomp filter - all per-thread
-// attributes that the forked program inherits and that no other thread of
-// the init has - then forks the program as the jail's user (see
-// jailUIDBase). That thread reaps the
+// for itself and entered a network namespace as good as fresh (a new one
+// with lo up, or the previous step's if that step created no inet socket
+// and left no trace: see netns_linux.go) - ahead of the step, once the
+// previous one is over (see launcher) - and then, at the step, drops the
+// capability bounding/ambient/inheritable sets, sets no_new_privs and
+// loads the seccomp filter - all per-thread attributes that the forked
+// program inherits and that no other thread of the init has - then forks
+// the program as the jail's user (see jailUIDBase). That thread reaps the
 // program, then kills every other process of the pid namespace (kill -1 as
 // pid 1) and reaps until ECHILD before it reports the exit: when the host
 // reads "exited", nothing of the step is alive. The thread then ends locked,
@@ -388,13 +387,13 @@ func (r *sectionReader) Read(p []byte) (int, error) {
 
 // launcher is a goroutine locked to an OS thread of its own that has
 // unshared a fresh IPC and cgroup namespace, entered a network namespace
-// as good as fresh, and waits to launch the next step's program. The init prepares it between steps, once the
-// previous step's processes are all dead and the host has put the init in
-// the cgroup of the next step, so that creating the thread and the
-// namespaces (about half of what the jail adds to a python hello world)
-// is off the step's path. No process enters the namespaces before the
-// step's program (but a prestarted interpreter, which is the step's
-// program), so they are as fresh as if created at the step.
+// as good as fresh, and waits to launch the next step's program. The init
+// prepares it between steps, once the previous step's processes are all
+// dead and the host has put the init in the cgroup of the next step, so
+// that creating the thread and the namespaces (about half of what the
+// jail adds to a python hello world) is off the step's path. No process
+// but the step's program (or the interpreter prestarted to be it) enters
+// the namespaces, so they are as fresh as if created at the step.
 type launcher struct {
 	cgroup int // initReq.Cgroup when it unshared
 	work   chan launchWork

@@ -167,15 +167,18 @@ func sockstatOwn(b []byte) []byte {
 }
 
 // enterNetns puts the calling thread (a launcher being prepared) in the
-// network namespace of the next step: the kept one while it reads as
-// fresh, else a new one with lo up, which is kept instead.
+// network namespace of the next step: the kept one if no inet socket was
+// created in it and it reads as fresh, else a new one with lo up, which
+// is kept instead.
 func (st *initState) enterNetns() error {
 	if k := st.net; k != nil {
 		st.net = nil
-		if cur, err := netnsState(k.files); err == nil && !k.used.Load() && bytes.Equal(cur, k.fresh) &&
-			unix.Setns(k.fd, unix.CLONE_NEWNET) == nil {
-			st.net = k
-			return nil
+		if !k.used.Load() {
+			if cur, err := netnsState(k.files); err == nil && bytes.Equal(cur, k.fresh) &&
+				unix.Setns(k.fd, unix.CLONE_NEWNET) == nil {
+				st.net = k
+				return nil
+			}
 		}
 		k.close()
 	}
@@ -218,9 +221,9 @@ func canWatchSockets() bool {
 func parseKernelRelease(r string) (major, minor int, ok bool) {
 	a, rest, ok1 := strings.Cut(r, ".")
 	b := rest[:len(rest)-len(strings.TrimLeft(rest, "0123456789"))]
-	maj, err1 := strconv.Atoi(a)
-	min, err2 := strconv.Atoi(b)
-	return maj, min, ok1 && err1 == nil && err2 == nil
+	major, err1 := strconv.Atoi(a)
+	minor, err2 := strconv.Atoi(b)
+	return major, minor, ok1 && err1 == nil && err2 == nil
 }
 
 // seccompNotif and seccompNotifResp are the kernel's struct seccomp_notif
