@@ -137,12 +137,11 @@ type initState struct {
 	uid  int
 	gid  int
 	prog []unix.SockFilter
-	// watchProg is prog that also reports inet sockets (see
-	// watchSockets); nil where the kernel cannot, and then no step's
-	// network namespace is kept.
-	watchProg []unix.SockFilter
-	rlim      []rlimit  // the process's, as the last step set them
-	next      *launcher // prepared for the next step, if any
+	// watch: prog reports inet sockets (see watchSockets); false where the
+	// kernel cannot, and then no step's network namespace is kept.
+	watch bool
+	rlim  []rlimit  // the process's, as the last step set them
+	next  *launcher // prepared for the next step, if any
 	// net is the network namespace of the last step, for the next one
 	// (see netns_linux.go); only the launcher being prepared touches it.
 	net *keptNetns
@@ -218,16 +217,12 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		if err := buildRoot(req); err != nil {
 			return err
 		}
-		prog, err := seccompProgram(false)
+		st.watch = canWatchSockets()
+		prog, err := seccompProgram(st.watch)
 		if err != nil {
 			return err
 		}
 		st.prog = prog
-		if canWatchSockets() {
-			if st.watchProg, err = seccompProgram(true); err != nil {
-				return err
-			}
-		}
 		if err := st.prepareLauncher(req.Cgroup); err != nil {
 			return err
 		}
@@ -424,16 +419,13 @@ func (l *launcher) confine(st *initState) error {
 	if err := dropCapabilities(); err != nil {
 		return err
 	}
-	if st.watchProg != nil {
-		fd, err := installSeccomp(st.watchProg, true)
-		if err != nil {
-			return err
-		}
+	fd, err := installSeccomp(st.prog, st.watch)
+	if err != nil {
+		return err
+	}
+	if st.watch {
 		watchSockets(fd, l.net)
 	} else {
-		if _, err := installSeccomp(st.prog, false); err != nil {
-			return err
-		}
 		l.net.used.Store(true)
 	}
 	l.confined = true

@@ -53,7 +53,7 @@ const (
 // accumulator, and any check after them would compare against it.
 func seccompPolicy() seccomp.Policy {
 	eperm := seccomp.ActionErrno // the library adds EPERM
-	p := seccomp.Policy{
+	return seccomp.Policy{
 		DefaultAction: seccomp.ActionAllow,
 		Syscalls: []seccomp.SyscallGroup{
 			{Names: deniedSyscalls, Action: eperm},
@@ -92,7 +92,6 @@ func seccompPolicy() seccomp.Policy {
 			},
 		},
 	}
-	return p
 }
 
 // seccompProgram assembles the full filter: architecture check first.
