@@ -74,6 +74,12 @@ func testLifecycle(t *testing.T, s *server) {
 				if e["status"] != "FAILED" || errCode(e) != "COMPILATION_ERROR" || e["compile_output"] == "" || e["compile_output"] == nil {
 					t.Fatalf("compile error: %v", e)
 				}
+				// The program never ran: no output to show, not "".
+				for _, field := range []string{"stdout", "stderr", "stdout_truncated", "execution_time_ms", "exit_code"} {
+					if e[field] != nil {
+						t.Errorf("%s is %v after a compilation error", field, e[field])
+					}
+				}
 			}
 		})
 	}

@@ -190,8 +190,14 @@ func executionBody(e *execution.Execution) executionJSON {
 		Attempts: e.Attempts,
 	}
 	if r := e.Result; r != nil && e.Status.Terminal() {
-		out.Stdout, out.Stderr = &r.Stdout, &r.Stderr
-		out.StdoutTruncated, out.StderrTruncated = &r.StdoutTruncated, &r.StderrTruncated
+		// Output exists only where the program ran: a compilation error or
+		// an internal error has no stdout to show, and "" would claim that
+		// the program printed nothing. Every run step is timed, so the
+		// wall time says whether it ran.
+		if r.ExecutionTimeMS != nil {
+			out.Stdout, out.Stderr = &r.Stdout, &r.Stderr
+			out.StdoutTruncated, out.StderrTruncated = &r.StdoutTruncated, &r.StderrTruncated
+		}
 		out.CompileOutput, out.ExitCode, out.Signal = r.CompileOutput, r.ExitCode, r.Signal
 		out.ExecutionTimeMS, out.CPUTimeMS, out.MemoryKB = r.ExecutionTimeMS, r.CPUTimeMS, r.MemoryKB
 		out.Error = r.Error
