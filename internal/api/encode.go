@@ -1,10 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,7 +89,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 var errBodyTooLarge = errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request bodies are limited to 1 MiB")
 
-// decode reads a JSON body strictly: one object, no unknown fields, at most
+// decode reads a JSON body strictly: one object, each field named exactly
+// as documented and at most once, no unknown fields, at most
 // config.MaxBodyBytes. An empty body is allowed only when emptyOK.
 func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiError {
 	if r.ContentLength > config.MaxBodyBytes {
@@ -93,18 +98,21 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 		// "Expect: 100-continue" is not invited to send it.
 		return errBodyTooLarge
 	}
-	body := http.MaxBytesReader(w, r.Body, config.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) && emptyOK {
-		return nil
-	}
-	if err == nil && dec.More() {
-		err = errors.New("body must hold a single JSON object")
-	} else if err == nil {
-		if _, extra := dec.Token(); extra != io.EOF {
-			err = errors.New("body must hold a single JSON object")
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, config.MaxBodyBytes))
+	if err == nil {
+		if len(bytes.TrimSpace(data)) == 0 && emptyOK {
+			return nil
+		}
+		if e := checkFieldNames(data, v); e != nil {
+			return e
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+		if err == nil {
+			if _, extra := dec.Token(); extra != io.EOF {
+				err = errors.New("body must hold a single JSON object")
+			}
 		}
 	}
 	if err == nil {
@@ -127,6 +135,53 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 	default:
 		return errorf(http.StatusBadRequest, "invalid_request", "body is not valid JSON")
 	}
+}
+
+// checkFieldNames refuses what encoding/json would quietly accept in a
+// body's top-level object: a field given twice (the last would win, so two
+// layers reading the same body could disagree on what was sent) and a name
+// that matches a field only when case is ignored ("Source_Code"). v is a
+// pointer to the request struct. A body that is not an object, or not
+// valid JSON, is left for the decoder to refuse.
+func checkFieldNames(data []byte, v any) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	known := jsonNames(reflect.TypeOf(v).Elem())
+	seen := make(map[string]bool, len(known))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name := t.(string)
+		if !slices.Contains(known, name) {
+			if len(name) > 40 { // a detail never echoes a client's input at length
+				name = strings.ToValidUTF8(name[:40], "") + "…"
+			}
+			return errorf(http.StatusBadRequest, "invalid_request", "unknown field "+strconv.Quote(name))
+		}
+		if seen[name] {
+			return errorf(http.StatusBadRequest, "invalid_request", "field "+strconv.Quote(name)+" appears more than once")
+		}
+		seen[name] = true
+		var value json.RawMessage
+		if dec.Decode(&value) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// jsonNames lists the JSON field names of a request struct.
+func jsonNames(t reflect.Type) []string {
+	names := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
