@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestSessionsAndErrors drives every session endpoint and every error of
@@ -172,4 +173,24 @@ func TestConcurrentAutosaveWithIfMatch(t *testing.T) {
 	if r := s.do("GET", "/code-sessions/"+id, nil); r.body["version"] != 2.0 {
 		t.Fatalf("version %v after one accepted save", r.body["version"])
 	}
+}
+
+// TestIdleSessionsPurged: a session neither saved nor run for
+// RUNBOX_IDLE_SESSION_TTL is gone; one that is saved, or run, is kept.
+func TestIdleSessionsPurged(t *testing.T) {
+	requireRoot(t)
+	s := start(t, "serve", map[string]string{"RUNBOX_IDLE_SESSION_TTL": "2s"})
+	idle := s.createSession("python", "print('idle')")
+	saved := s.createSession("python", "print('saved')")
+	ran := s.createSession("python", "print('ran')")
+	deadline := time.Now().Add(4 * time.Second) // two TTLs, purged every second
+	for time.Now().Before(deadline) {
+		s.do("PATCH", "/code-sessions/"+saved, map[string]any{"source_code": "print('saved')"}).expect(t, 200, "")
+		s.runAndWait(ran, "")
+		time.Sleep(500 * time.Millisecond)
+	}
+	s.do("GET", "/code-sessions/"+idle, nil).expect(t, 404, "session_not_found")
+	s.do("PATCH", "/code-sessions/"+idle, map[string]any{"source_code": "x"}).expect(t, 404, "session_not_found")
+	s.do("GET", "/code-sessions/"+saved, nil).expect(t, 200, "")
+	s.do("GET", "/code-sessions/"+ran, nil).expect(t, 200, "")
 }

@@ -112,8 +112,8 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 			}
 			workers = river.NewWorkers()
 			river.AddWorker(workers, w)
-			river.AddWorker(workers, &worker.Purger{Store: st, Retention: cfg.Retention, Logger: logger})
-			periodic = append(periodic, worker.PurgeEvery(worker.PurgeInterval(cfg.Retention)))
+			river.AddWorker(workers, &worker.Purger{Store: st, Retention: cfg.Retention, IdleSessionTTL: cfg.IdleSessionTTL, Logger: logger})
+			periodic = append(periodic, worker.PurgeEvery(worker.PurgeInterval(min(cfg.Retention, cfg.IdleSessionTTL))))
 		}
 	}
 

@@ -56,6 +56,7 @@ type Config struct {
 	ShutdownGrace     time.Duration
 	RequestTimeout    time.Duration
 	Retention         time.Duration
+	IdleSessionTTL    time.Duration
 	FetchPollInterval time.Duration // 0: the driver's default
 	// RescueAfter is how long a RUNNING job may go without finishing before
 	// it is presumed orphaned (its worker died) and run again; 0 = derived.
@@ -107,12 +108,13 @@ var Vars = []Var{
 	{"RUNBOX_RUN_BURST", "100", "run token bucket size", apiSrv},
 	{"RUNBOX_AUTOSAVE_RATE", "200", "autosaves per second per client (same keying as runs)", apiSrv},
 	{"RUNBOX_AUTOSAVE_BURST", "400", "autosave token bucket size", apiSrv},
-	{"RUNBOX_SESSION_RATE", "RUNBOX_RUN_RATE", "sessions created per second per client (same keying as runs): a session is kept until it is closed and purged, so its creation is what a stranger could fill the disk with; a session is made to be run, so by default it follows the run rate", apiSrv},
+	{"RUNBOX_SESSION_RATE", "RUNBOX_RUN_RATE", "sessions created per second per client (same keying as runs): a session is kept until it is closed or idle and then purged, so its creation is what a stranger could fill the disk with; a session is made to be run, so by default it follows the run rate", apiSrv},
 	{"RUNBOX_SESSION_BURST", "5 × RUNBOX_RUN_BURST", "session creation token bucket size", apiSrv},
 	{"RUNBOX_MAX_ATTEMPTS", "3", "attempts of an execution whose failure is not the program's (sandbox or infrastructure) before FAILED INTERNAL_ERROR", worker},
 	{"RUNBOX_SHUTDOWN_GRACE", "30s", "time in-flight requests and runs get to finish on SIGTERM", server},
 	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
 	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged", server},
+	{"RUNBOX_IDLE_SESSION_TTL", "720h", "ACTIVE sessions neither saved nor run for this long, with no run in flight, are purged with their executions (they then answer 404)", server},
 	{"RUNBOX_RESCUE_AFTER", "compile + run wall time + 35s", "a run still RUNNING this long is presumed orphaned by a dead worker and re-queued (it must exceed the longest allowed run)", worker},
 	{"RUNBOX_FETCH_POLL_INTERVAL", "5ms for a `runbox worker` on SQLite, else 1s", "how often idle workers look for new jobs; PostgreSQL wakes them on insert (LISTEN/NOTIFY), and so does `serve` on SQLite (the API wakes its own workers when a run commits); a SQLite worker in another process relies on this poll of the local file (about 3 % of a core while idle; raise it to trade latency for idle CPU)", worker},
 }
@@ -171,6 +173,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		ShutdownGrace:         p.duration("RUNBOX_SHUTDOWN_GRACE", 30*time.Second, time.Millisecond, 24*time.Hour),
 		RequestTimeout:        p.duration("RUNBOX_REQUEST_TIMEOUT", 35*time.Second, time.Millisecond, 24*time.Hour),
 		Retention:             p.duration("RUNBOX_RETENTION", 7*24*time.Hour, time.Millisecond, 100*365*24*time.Hour),
+		IdleSessionTTL:        p.duration("RUNBOX_IDLE_SESSION_TTL", 30*24*time.Hour, time.Millisecond, 100*365*24*time.Hour),
 		FetchPollInterval:     p.duration("RUNBOX_FETCH_POLL_INTERVAL", 0, time.Millisecond, time.Hour),
 	}
 	c.SessionRate = p.rate("RUNBOX_SESSION_RATE", c.RunRate)

@@ -70,6 +70,10 @@ var migrations = []migration{
 		`CREATE INDEX executions_queued_idx ON executions (queued_at) WHERE status = 'QUEUED'`,
 		`CREATE INDEX executions_inflight_idx ON executions (session_id) WHERE status IN ('QUEUED', 'RUNNING')`,
 	}},
+	{2, []string{
+		// For the purge of idle sessions (RUNBOX_IDLE_SESSION_TTL).
+		`CREATE INDEX sessions_active_updated_idx ON sessions (updated_at) WHERE status = 'ACTIVE'`,
+	}},
 }
 
 // Advisory lock keys (PostgreSQL): one for our migrations, one held by

@@ -823,17 +823,30 @@ func (s *sqlStore) QueueDepth(ctx context.Context) (int64, error) {
 	return n, wrapErr(ctx, err)
 }
 
-func (s *sqlStore) PurgeBefore(ctx context.Context, cutoff time.Time) (int64, error) {
+func (s *sqlStore) PurgeBefore(ctx context.Context, cutoff, idleCutoff time.Time) (int64, error) {
 	var total int64
-	c := toDB(cutoff)
+	c, idle := toDB(cutoff), toDB(idleCutoff)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		total = 0
-		for _, q := range []string{
-			`DELETE FROM executions WHERE finished_at < $1 AND status IN ('COMPLETED', 'FAILED', 'TIMEOUT')`,
-			`DELETE FROM executions WHERE session_id IN (SELECT id FROM sessions WHERE status = 'CLOSED' AND updated_at < $1)`,
-			`DELETE FROM sessions WHERE status = 'CLOSED' AND updated_at < $1`,
+		for _, q := range []struct {
+			sql string
+			at  int64
+		}{
+			{`DELETE FROM executions WHERE finished_at < $1 AND status IN ('COMPLETED', 'FAILED', 'TIMEOUT')`, c},
+			{`DELETE FROM executions WHERE session_id IN (SELECT id FROM sessions WHERE status = 'CLOSED' AND updated_at < $1)`, c},
+			{`DELETE FROM sessions WHERE status = 'CLOSED' AND updated_at < $1`, c},
+			// An idle session: not saved since the cutoff, no run queued
+			// since, and none in flight (its job must find its row).
+			{`DELETE FROM executions WHERE session_id IN (
+				SELECT s.id FROM sessions s WHERE s.status = 'ACTIVE' AND s.updated_at < $1 AND NOT EXISTS (
+					SELECT 1 FROM executions e WHERE e.session_id = s.id AND (e.queued_at >= $1 OR e.status IN ('QUEUED', 'RUNNING'))))`, idle},
+			// Runs are purged first, so a session that still has one was
+			// run recently (or is in flight): a run inserted since the
+			// statement above keeps its session too.
+			{`DELETE FROM sessions WHERE status = 'ACTIVE' AND updated_at < $1 AND NOT EXISTS (
+				SELECT 1 FROM executions e WHERE e.session_id = sessions.id)`, idle},
 		} {
-			res, err := tx.ExecContext(ctx, q, c)
+			res, err := tx.ExecContext(ctx, q.sql, q.at)
 			if err != nil {
 				return err
 			}

@@ -96,9 +96,11 @@ type Store interface {
 
 	// QueueDepth counts QUEUED executions; it must stay cheap at 100,000.
 	QueueDepth(ctx context.Context) (int64, error)
-	// PurgeBefore deletes terminal executions finished before cutoff and
-	// closed sessions (with their executions) updated before cutoff.
-	PurgeBefore(ctx context.Context, cutoff time.Time) (int64, error)
+	// PurgeBefore deletes terminal executions finished before cutoff,
+	// closed sessions (with their executions) updated before cutoff, and
+	// ACTIVE sessions (with their executions) neither saved nor run since
+	// idleCutoff and with nothing queued or running.
+	PurgeBefore(ctx context.Context, cutoff, idleCutoff time.Time) (int64, error)
 	// ListenFinished calls fn with the id of every execution that becomes
 	// terminal in another process, until ctx ends; it reconnects on its own.
 	// On SQLite it returns at once (in-process notification suffices).

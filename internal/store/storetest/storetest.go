@@ -819,7 +819,8 @@ func testPurge(t *testing.T, s store.Store) {
 	if err := s.CloseSession(ctx, "t", closedNew.ID, recent); err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.PurgeBefore(ctx, cutoff)
+	keepIdle := t0.Add(-time.Hour) // no ACTIVE session is idle yet
+	n, err := s.PurgeBefore(ctx, cutoff, keepIdle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -844,8 +845,59 @@ func testPurge(t *testing.T, s store.Store) {
 			t.Fatalf("session purged: %v", err)
 		}
 	}
-	if n, err := s.PurgeBefore(ctx, cutoff); err != nil || n != 0 {
+	if n, err := s.PurgeBefore(ctx, cutoff, keepIdle); err != nil || n != 0 {
 		t.Fatalf("second purge: %d %v", n, err)
+	}
+
+	// Idle ACTIVE sessions: every session above was saved at t0, long
+	// before cutoff. live is kept by its runs queued since cutoff (and by
+	// the one in flight).
+	idleNever := NewSession(t, s, "t")
+	idleRan := NewSession(t, s, "t")
+	ranOld := newExec(idleRan, "", "h")
+	ranOld.QueuedAt = old
+	if _, _, err := s.CreateExecution(ctx, ranOld, 1<<30, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartAttempt(ctx, ranOld.ID, 1, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishAttempt(ctx, ranOld.ID, 1, okResult(), recent); err != nil {
+		t.Fatal(err)
+	}
+	inflight := NewSession(t, s, "t")
+	inflightExec := newExec(inflight, "", "h")
+	inflightExec.QueuedAt = old
+	if _, _, err := s.CreateExecution(ctx, inflightExec, 1<<30, nil); err != nil {
+		t.Fatal(err)
+	}
+	saved := &session.Session{ID: uuid.New(), Tenant: "t", Status: session.Active, Language: "python",
+		SourceCode: "x", Version: 7, CreatedAt: t0, UpdatedAt: recent}
+	if err := s.CreateSession(ctx, saved); err != nil {
+		t.Fatal(err)
+	}
+	n, err = s.PurgeBefore(ctx, cutoff, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 { // idleNever, idleRan and its run
+		t.Fatalf("idle purge: %d rows, want 3", n)
+	}
+	for _, id := range []uuid.UUID{idleNever.ID, idleRan.ID} {
+		if _, err := s.GetSession(ctx, "t", id); !errors.Is(err, store.ErrSessionNotFound) {
+			t.Fatalf("idle session %v survived: %v", id, err)
+		}
+	}
+	if _, err := s.GetExecution(ctx, "t", ranOld.ID); !errors.Is(err, store.ErrExecutionNotFound) {
+		t.Fatalf("the run of an idle session survived: %v", err)
+	}
+	for _, id := range []uuid.UUID{live.ID, inflight.ID, saved.ID, closedNew.ID} {
+		if _, err := s.GetSession(ctx, "t", id); err != nil {
+			t.Fatalf("session %v purged: %v", id, err)
+		}
+	}
+	if _, err := s.GetExecution(ctx, "t", inflightExec.ID); err != nil {
+		t.Fatalf("a queued run was purged: %v", err)
 	}
 }
 
