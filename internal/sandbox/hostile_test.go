@@ -294,6 +294,12 @@ test -e `+s.dir+` && echo DIR
 test -e /sys/fs/cgroup && echo CGROUP
 test -e /run/postgresql && echo RUN
 ls -A /usr/local/etc 2>/dev/null | grep -q . && echo LOCALETC
+for f in interrupts softirqs kallsyms timer_list iomem ioports vmallocinfo keys key-users config.gz; do
+	head -c1 /proc/$f 2>/dev/null | grep -q . && echo PROC $f
+done
+for d in acpi bus driver fs irq scsi tty; do ls -A /proc/$d 2>/dev/null | grep -q . && echo PROCDIR $d; done
+echo > /proc/sysrq-trigger 2>/dev/null && echo SYSRQ
+for f in cpuinfo meminfo stat self/status; do head -c1 /proc/$f | grep -q . || echo PROC_MISSING $f; done
 ls /proc | grep -c '^[0-9]'
 `, defLimits()))
 	out := strings.TrimSpace(string(r.Stdout))

@@ -11,7 +11,8 @@ package sandbox
 //	/box         the run's scratch tmpfs, fresh per run (mounted by the init)
 //	/tmp /dev/shm                 private size-limited tmpfs, fresh per step
 //	/dev         null zero random urandom + fd/std* symlinks
-//	/proc        fresh procfs of the jail's pid namespace, hidepid=2
+//	/proc        fresh procfs of the jail's pid namespace, hidepid=2,
+//	             with the host-wide entries of maskedProc hidden
 
 import (
 	"fmt"
@@ -30,6 +31,20 @@ var baseReadOnly = []string{"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin
 // administrator's npmrc with a registry token, say); the jail sees them
 // empty.
 var maskedPaths = []string{"/usr/local/etc"}
+
+// maskedProc are the host-wide /proc entries a program has no use for and
+// that tell it about the host or its other tenants: interrupt and timer
+// counts (a timing side channel on other users' activity), kernel symbols
+// and configuration, I/O and memory maps, keys, SysRq. A file is covered by
+// an empty read-only file (/dev/null), a directory by an empty read-only
+// tmpfs; reads then see nothing, as under Docker's default masks. What
+// runtimes do read (cpuinfo, meminfo, stat, self, sys) stays.
+var maskedProc = []string{
+	"interrupts", "softirqs", "timer_list", "timer_stats", "sched_debug", "latency_stats",
+	"kallsyms", "kcore", "config.gz", "modules", "keys", "key-users", "sysrq-trigger",
+	"iomem", "ioports", "vmallocinfo", "slabinfo", "kpagecount", "kpageflags", "kpagecgroup",
+	"acpi", "asound", "bus", "driver", "fs", "irq", "scsi", "tty",
+}
 
 // etcEntries are the only host /etc entries visible in the jail: what the
 // dynamic loader, libc name lookups, TLS and the toolchains read.
@@ -128,6 +143,31 @@ func tmpfs(target string, flags uintptr, opts string) error {
 	return nil
 }
 
+// mask hides what is at path, if anything: a directory under an empty
+// read-only tmpfs, a file under a read-only bind of /dev/null.
+func mask(path string) error {
+	st, err := os.Lstat(path)
+	switch {
+	case err != nil:
+		return nil // this kernel has no such entry
+	case st.Mode()&os.ModeSymlink != 0:
+		// A mount would follow it, out of the jail's root.
+		return fmt.Errorf("mask %s: a symlink", path)
+	case st.IsDir():
+		if err := unix.Mount("tmpfs", path, "tmpfs", roFlags|unix.MS_NOEXEC, "size=4k,nr_inodes=2,mode=0555"); err != nil {
+			return mountErr("tmpfs", path, err)
+		}
+		return nil
+	}
+	if err := unix.Mount("/dev/null", path, "", unix.MS_BIND, ""); err != nil {
+		return mountErr("/dev/null", path, err)
+	}
+	if err := unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|roFlags|unix.MS_NOEXEC, ""); err != nil {
+		return mountErr("remount ro", path, err)
+	}
+	return nil
+}
+
 // buildRoot builds the jail's root at c.Root and pivots into it.
 func buildRoot(c *initReq) error {
 	// Nothing we mount may propagate back to the host.
@@ -168,11 +208,8 @@ func buildRoot(c *initReq) error {
 		}
 	}
 	for _, p := range maskedPaths {
-		if st, err := os.Lstat(filepath.Join(root, p)); err != nil || !st.IsDir() {
-			continue
-		}
-		if err := unix.Mount("tmpfs", filepath.Join(root, p), "tmpfs", roFlags|unix.MS_NOEXEC, "size=4k,nr_inodes=2,mode=0755"); err != nil {
-			return mountErr("tmpfs", p, err)
+		if err := mask(filepath.Join(root, p)); err != nil {
+			return err
 		}
 	}
 
@@ -240,6 +277,11 @@ func buildRoot(c *initReq) error {
 	}
 	if err := unix.Mount("proc", proc, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "hidepid=2"); err != nil {
 		return mountErr("proc", proc, err)
+	}
+	for _, name := range maskedProc {
+		if err := mask(filepath.Join(proc, name)); err != nil {
+			return err
+		}
 	}
 
 	// pivot_root(".", "."): the old root ends up stacked on the new one and
