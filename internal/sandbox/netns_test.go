@@ -11,7 +11,17 @@ import (
 func nsRun(t *testing.T, s *Sandbox, script string, args ...string) (string, string) {
 	t.Helper()
 	waitIdle(t, s)
-	prog := "import os\nprint(os.readlink('/proc/self/ns/net'), flush=True)\n" + script
+	// The inode number alone can name two namespaces in turn (the kernel
+	// reuses the number of a freed one); the cookie (SO_NETNS_COOKIE, Linux
+	// 5.14) is never reused. A unix socket leaves the namespace unused.
+	prog := `import os, socket
+try:
+    with socket.socket(socket.AF_UNIX) as u:
+        cookie = u.getsockopt(socket.SOL_SOCKET, 71, 8).hex()
+except OSError:
+    cookie = ''
+print(os.readlink('/proc/self/ns/net'), cookie, flush=True)
+` + script
 	argv := append([]string{"/usr/bin/python3", "-c", prog}, args...)
 	r := run(t, s, Request{Run: Step{Argv: argv, Limits: defLimits()}, Env: testEnv})
 	if r.Outcome != OutcomeOK {
@@ -65,18 +75,21 @@ if len(sys.argv) > 1:
 	if out != pristine {
 		t.Errorf("untouched namespace:\n%s", out)
 	}
-	for _, c := range []struct{ name, script string }{
+	for _, c := range []struct {
+		name, script string
+		collectable  bool
+	}{
 		{"TCP over lo, leaving TIME_WAIT", `
 import socket
 srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()
 c = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
 c.close(); a.close(); srv.close()
-`},
+`, false},
 		{"a hundred sockets, no traffic", `
 import socket
 for i in range(100):
     socket.socket(socket.AF_INET6 if i % 2 else socket.AF_INET, socket.SOCK_DGRAM).close()
-`},
+`, false},
 		// Found by an audit of an earlier version that kept a namespace
 		// whenever /proc/net read as fresh: the reports of a multicast
 		// group left at exit go out on a timer, after the check.
@@ -85,12 +98,12 @@ import socket, struct
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, socket.inet_aton('239.1.2.3') + struct.pack('=II', 0, 1))
 os._exit(0)
-`},
+`, false},
 		{"UDP to itself", `
 import socket
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))
 u.sendto(b'x', u.getsockname()); u.recv(1)
-`},
+`, false},
 		{"IPv6 flow label with a linger time", `
 import socket, struct
 s6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -103,7 +116,7 @@ try:
 except OSError as e:
     print('no flow label:', e)
 s6.close()
-`},
+`, false},
 		{"a listener kept alive in flight", `
 import socket
 a, b = socket.socketpair()
@@ -111,8 +124,11 @@ l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
 print(l.getsockname()[1])
 # l and b into b's own queue: a cycle only the kernel's unix GC frees.
 socket.send_fds(a, [b'x'], [l.fileno(), b.fileno()])
-`},
-		{"an abstract unix socket kept alive in flight", `
+`, false},
+		// No inet socket: only the /proc/net check can see it, and only
+		// while the kernel's unix GC has not yet freed the cycle. A kept
+		// namespace is then right if the next run finds nothing.
+		{name: "an abstract unix socket kept alive in flight", collectable: true, script: `
 import socket
 a, b = socket.socketpair()
 u = socket.socket(socket.AF_UNIX); u.bind('\0runbox-netns-leak'); u.listen()
@@ -129,7 +145,7 @@ socket.send_fds(a, [b'x'], [u.fileno(), b.fileno()])
 				args = append(args, port)
 			}
 			next, got := nsRun(t, s, check, args...)
-			if next == used {
+			if next == used && !c.collectable {
 				t.Errorf("the namespace the run used (%s) was kept", used)
 			}
 			want := pristine
