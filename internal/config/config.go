@@ -99,7 +99,7 @@ var Vars = []Var{
 	{"RUNBOX_COMPILE_PIDS", "256", "processes and threads of a compile step", worker},
 	{"RUNBOX_OUTPUT_LIMIT", "64KiB", "stdout and stderr kept, each", worker},
 	{"RUNBOX_OUTPUT_KILL_LIMIT", "1MiB", "a program writing more than this to one stream is killed (OUTPUT_LIMIT_EXCEEDED)", worker},
-	{"RUNBOX_SCRATCH_SIZE", "32MiB", "writable scratch space of a run", worker},
+	{"RUNBOX_SCRATCH_SIZE", "32MiB", "writable scratch space of a run: `/box`, `/tmp` and `/dev/shm` together", worker},
 	{"RUNBOX_MAX_SOURCE_BYTES", "64KiB", "largest source_code accepted", apiSrv},
 	{"RUNBOX_MAX_STDIN_BYTES", "64KiB", "largest stdin accepted", apiSrv},
 	{"RUNBOX_MAX_QUEUE_DEPTH", "10000", "queued executions beyond which runs are refused with 503 overloaded", apiSrv},

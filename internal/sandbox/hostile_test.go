@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -356,6 +357,12 @@ touch /usr/x 2>&1 | grep -o 'Read-only'`, l))
 	if got := string(r.Stdout); got != "No space left\nNo space left\nNo space left\nRead-only\nRead-only\n" {
 		t.Errorf("%s", describe(r))
 	}
+	// The limit is for /box, /tmp and /dev/shm together.
+	r = run(t, s, sh(`for d in /box /tmp /dev/shm; do dd if=/dev/zero of=$d/f bs=1M count=3 2>/dev/null; done
+cat /box/f /tmp/f /dev/shm/f | wc -c`, l))
+	if n, err := strconv.Atoi(strings.TrimSpace(string(r.Stdout))); err != nil || n > 4<<20 || n < 3<<20 {
+		t.Errorf("scratch of 4 MiB held %q bytes: %s", r.Stdout, describe(r))
+	}
 	l = defLimits()
 	l.FileBytes = 1 << 20
 	r = run(t, s, sh(`dd if=/dev/zero of=/box/f bs=1M count=2 2>&1; ls -l /box/f`, l))
@@ -370,6 +377,16 @@ func TestNoLeakBetweenRuns(t *testing.T) {
 	r := run(t, s, sh("ls /box /tmp /dev/shm", defLimits()))
 	if strings.Contains(string(r.Stdout), "leak") {
 		t.Errorf("file persisted: %s", r.Stdout)
+	}
+	// Nor from the compile step into the run, but for /box (its output);
+	// a symlink left in /tmp is removed, not followed.
+	r = run(t, s, Request{
+		Compile: &Step{Argv: []string{"/bin/sh", "-c", "echo x > /box/built; echo x > /tmp/leak; echo x > /dev/shm/leak; ln -s /box /tmp/link"}, Limits: compileLimits()},
+		Run:     Step{Argv: []string{"/bin/sh", "-c", "ls -A /box /tmp /dev/shm"}, Limits: defLimits()},
+		Env:     testEnv,
+	})
+	if out := string(r.Stdout); strings.Contains(out, "leak") || strings.Contains(out, "link") || !strings.Contains(out, "built") {
+		t.Errorf("after the compile step: %s", describe(r))
 	}
 	r = run(t, s, cProg(defLimits(), "fds"))
 	if string(r.Stdout) != "0\n1\n2\n" {

@@ -9,9 +9,10 @@ package sandbox
 //	setup  build the root (read-only binds, /etc, /dev, /proc), pivot into
 //	       it; sent once, after the host put us in our first cgroup; then
 //	       prepare the first step's launcher
-//	box    mount a fresh /box tmpfs and write the run's files into it;
+//	box    mount a fresh scratch tmpfs for /box, /tmp and /dev/shm (see
+//	       mountScratch) and write the run's files into /box;
 //	       kill a prestarted interpreter unless it serves the first step
-//	step   fresh /tmp and /dev/shm, then start the program (see launch)
+//	step   empty /tmp and /dev/shm, then start the program (see launch)
 //	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool);
 //	       we are in the next step's cgroup (the same one, or a new one
 //	       the host has put us in): prepare the next step's launcher
@@ -92,10 +93,9 @@ type initReq struct {
 	// prestart: what to start
 	Prestart *prestartSpec
 	// step: fds 0, 1, 2 of the program are passed
-	Argv     []string
-	Env      []string
-	TmpBytes int64
-	Rlimits  []rlimit
+	Argv    []string
+	Env     []string
+	Rlimits []rlimit
 }
 
 type fileMeta struct {
@@ -140,8 +140,11 @@ type initState struct {
 	// watch: prog reports inet sockets (see watchSockets); false where the
 	// kernel cannot, and then no step's network namespace is kept.
 	watch bool
-	rlim  []rlimit  // the process's, as the last step set them
-	next  *launcher // prepared for the next step, if any
+	rlim  []rlimit // the process's, as the last step set them
+	// scratch is an O_PATH fd of the run's scratch tmpfs root, whose
+	// subdirectories are bound at /box, /tmp and /dev/shm; -1 between runs.
+	scratch int
+	next    *launcher // prepared for the next step, if any
 	// net is the network namespace of the last step, for the next one
 	// (see netns_linux.go); only the launcher being prepared touches it.
 	net *keptNetns
@@ -167,7 +170,7 @@ func runInit() {
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		os.Exit(5)
 	}
-	st := &initState{}
+	st := &initState{scratch: -1}
 	buf := make([]byte, maxMsg)
 	oob := make([]byte, unix.CmsgSpace(3*4))
 	for {
@@ -248,10 +251,8 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		st.send(initMsg{Ok: true})
 	case "clear":
 		closeFds(fds)
-		for _, m := range []string{"/box", "/tmp", "/dev/shm"} {
-			if err := unmountAll(m); err != nil {
-				return err
-			}
+		if err := st.dropScratch(); err != nil {
+			return err
 		}
 		if err := st.prepareLauncher(req.Cgroup); err != nil {
 			return err
@@ -262,16 +263,9 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			closeFds(fds)
 			return errors.New("step: bad request")
 		}
-		opts := fmt.Sprintf("size=%d,nr_inodes=4096,mode=1777", req.TmpBytes)
-		for _, m := range []string{"/tmp", "/dev/shm"} {
-			if err := unmountAll(m); err != nil {
-				closeFds(fds)
-				return err
-			}
-			if err := unix.Mount("tmpfs", m, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-				closeFds(fds)
-				return mountErr("tmpfs", m, err)
-			}
+		if err := st.freshTmp(); err != nil {
+			closeFds(fds)
+			return err
 		}
 		l, err := st.takeLauncher(req.Cgroup)
 		if err != nil {
@@ -299,8 +293,101 @@ func unmountAll(m string) error {
 	}
 }
 
-// mountBox mounts a fresh /box and writes the files (nothing untrusted runs
-// while we do; every open is O_EXCL|O_NOFOLLOW relative to the new mount).
+// scratchDirs are the run's writable places: subdirectories of one
+// tmpfs of the run's scratch size, so that the limit holds for all three
+// together (three tmpfs mounts would give a program three times the space).
+var scratchDirs = []struct{ name, at string }{{"box", "/box"}, {"tmp", "/tmp"}, {"shm", "/dev/shm"}}
+
+// mountScratch mounts the run's scratch tmpfs at /box and binds its
+// subdirectories onto /box, /tmp and /dev/shm. The bind at /box stacks on
+// the tmpfs itself, whose root no path reaches afterwards; st.scratch
+// keeps it for the init.
+func (st *initState) mountScratch(size int64) error {
+	if err := st.dropScratch(); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("size=%d,nr_inodes=24576,mode=0700", size)
+	if err := unix.Mount("tmpfs", "/box", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return mountErr("tmpfs", "/box", err)
+	}
+	fd, err := unix.Open("/box", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	st.scratch = fd
+	for _, d := range scratchDirs {
+		if err := st.scratchDir(d.name, d.at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scratchDir makes an empty scratch subdirectory name and binds it at at:
+// /box belongs to the run's user, /tmp and /dev/shm are sticky and open to
+// all, as usual.
+func (st *initState) scratchDir(name, at string) error {
+	path := fmt.Sprintf("/proc/self/fd/%d/%s", st.scratch, name)
+	if err := unix.Mkdirat(st.scratch, name, 0o700); err != nil {
+		return fmt.Errorf("scratch %s: %w", name, err)
+	}
+	var err error
+	if name == "box" {
+		if err = unix.Fchownat(st.scratch, name, st.uid, st.gid, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+			err = unix.Fchmodat(st.scratch, name, 0o755, 0)
+		}
+	} else {
+		err = unix.Fchmodat(st.scratch, name, 0o1777, 0)
+	}
+	if err != nil {
+		return fmt.Errorf("scratch %s: %w", name, err)
+	}
+	// A bind keeps the tmpfs's nosuid and nodev.
+	if err := unix.Mount(path, at, "", unix.MS_BIND, ""); err != nil {
+		return mountErr("scratch "+name, at, err)
+	}
+	return nil
+}
+
+// freshTmp empties /tmp and /dev/shm before a step: the compile step's
+// files are not the run's. Every process of the previous step is dead.
+func (st *initState) freshTmp() error {
+	if st.scratch < 0 {
+		return errors.New("step: no scratch")
+	}
+	for _, d := range scratchDirs[1:] {
+		if err := unmountAll(d.at); err != nil {
+			return err
+		}
+		// RemoveAll unlinks symlinks rather than following them.
+		if err := os.RemoveAll(fmt.Sprintf("/proc/self/fd/%d/%s", st.scratch, d.name)); err != nil {
+			return fmt.Errorf("scratch %s: %w", d.name, err)
+		}
+		if err := st.scratchDir(d.name, d.at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropScratch unmounts the run's scratch; the tmpfs goes with its last
+// reference, the fd.
+func (st *initState) dropScratch() error {
+	for _, d := range scratchDirs {
+		if err := unmountAll(d.at); err != nil {
+			return err
+		}
+	}
+	if st.scratch >= 0 {
+		_ = unix.Close(st.scratch)
+		st.scratch = -1
+	}
+	return nil
+}
+
+// mountBox mounts a fresh scratch and writes the files into /box (nothing
+// untrusted runs while we do; every open is O_EXCL|O_NOFOLLOW relative to
+// the new mount).
 func (st *initState) mountBox(req *initReq, fds []int) error {
 	// The fds are closed through *os.File, never by number: a File left to
 	// the garbage collector would close its number later, by then perhaps
@@ -310,12 +397,8 @@ func (st *initState) mountBox(req *initReq, fds []int) error {
 		received[i] = os.NewFile(uintptr(fd), "box-content")
 		defer received[i].Close()
 	}
-	if err := unmountAll("/box"); err != nil {
+	if err := st.mountScratch(req.BoxBytes); err != nil {
 		return err
-	}
-	opts := fmt.Sprintf("size=%d,nr_inodes=16384,mode=0755,uid=%d,gid=%d", req.BoxBytes, st.uid, st.gid)
-	if err := unix.Mount("tmpfs", "/box", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return mountErr("tmpfs", "/box", err)
 	}
 	if len(req.Files) == 0 {
 		return nil

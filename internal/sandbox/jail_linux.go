@@ -422,7 +422,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 	cpu0, _ := cg.cpuUsage()
 	mem0, oom0 := cg.memoryUsage(), cg.oomKills()
 	sendErr := j.send(&initReq{
-		Op: "step", Argv: st.Argv, Env: req.Env, TmpBytes: lim.ScratchBytes, Cgroup: j.cgN,
+		Op: "step", Argv: st.Argv, Env: req.Env, Cgroup: j.cgN,
 		Rlimits: j.applyRlimits(stepRlimits(lim)),
 	}, int(inR.Fd()), int(outW.Fd()), int(errW.Fd()))
 	inR.Close()

@@ -8,8 +8,9 @@ package sandbox
 //	/usr/local/etc                an empty read-only tmpfs (see maskedPaths)
 //	ReadOnlyPaths                 read-only binds at the same place
 //	/etc         a few selected read-only binds plus our own passwd, group, hosts
-//	/box         the run's scratch tmpfs, fresh per run (mounted by the init)
-//	/tmp /dev/shm                 private size-limited tmpfs, fresh per step
+//	/box /tmp /dev/shm            subdirectories of the run's one scratch
+//	                              tmpfs, fresh per run (/tmp and /dev/shm
+//	                              emptied per step; see mountScratch)
 //	/dev         null zero random urandom + fd/std* symlinks
 //	/proc        fresh procfs of the jail's pid namespace, hidepid=2,
 //	             with the host-wide entries of maskedProc hidden

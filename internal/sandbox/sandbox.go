@@ -18,7 +18,7 @@ type Limits struct {
 	Pids         int           // cgroup pids limit (processes and threads)
 	OutputBytes  int64         // bytes of stdout and of stderr kept, each
 	OutputKill   int64         // a stream writing past this is killed: OutputLimit
-	ScratchBytes int64         // size of the writable working directory
+	ScratchBytes int64         // writable space: /box, /tmp and /dev/shm together
 	OpenFiles    int           // RLIMIT_NOFILE
 	FileBytes    int64         // RLIMIT_FSIZE
 }
