@@ -139,6 +139,28 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		return err
 	}
 	defer q.Close()
+	deps := api.Deps{
+		Config: cfg, Store: st, Queue: q, Languages: langs, Hub: hub, Metrics: metrics,
+		Logger: logger, Checks: checks, OpenAPI: openapi.Spec, Draining: ctx.Done(),
+	}
+	var handler http.Handler
+	addr := cfg.HTTPAddr
+	switch {
+	case roles&RoleAPI != 0:
+		handler = api.NewHandler(deps)
+		go func() { _ = st.ListenFinished(ctx, hub.Notify) }()
+	case cfg.MetricsAddr != "":
+		handler, addr = api.NewOpsHandler(deps), cfg.MetricsAddr
+	}
+	// Bound before the workers start: a taken port ends the process before
+	// it has claimed or run anything.
+	var ln net.Listener
+	if handler != nil {
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return err
+		}
+		defer ln.Close() // if we return before serving
+	}
 	if w != nil {
 		release, requeued, err := store.ClaimSQLiteWorker(ctx, st)
 		if err != nil {
@@ -156,26 +178,9 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		logger.Info("workers started", "concurrency", cfg.WorkerConcurrency, "driver", st.Driver())
 	}
 
-	deps := api.Deps{
-		Config: cfg, Store: st, Queue: q, Languages: langs, Hub: hub, Metrics: metrics,
-		Logger: logger, Checks: checks, OpenAPI: openapi.Spec, Draining: ctx.Done(),
-	}
-	var handler http.Handler
-	addr := cfg.HTTPAddr
-	switch {
-	case roles&RoleAPI != 0:
-		handler = api.NewHandler(deps)
-		go func() { _ = st.ListenFinished(ctx, hub.Notify) }()
-	case cfg.MetricsAddr != "":
-		handler, addr = api.NewOpsHandler(deps), cfg.MetricsAddr
-	}
 	var srv *http.Server
 	serveErr := make(chan error, 1)
 	if handler != nil {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
 		srv = &http.Server{
 			Handler:           handler,
 			ReadHeaderTimeout: 5 * time.Second,
