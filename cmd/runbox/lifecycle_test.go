@@ -81,6 +81,12 @@ func testLifecycle(t *testing.T, s *server) {
 					}
 				}
 			}
+			if id == "java" { // the JVM's heap bound stands for the memory limit
+				s.do("PATCH", "/code-sessions/"+sid, map[string]any{"source_code": "import java.util.*;\npublic class Main{public static void main(String[] a){List<int[]> l=new ArrayList<>();while(true)l.add(new int[1<<20]);}}\n"}).expect(t, 200, "")
+				if e := s.runAndWait(sid, ""); e["status"] != "FAILED" || errCode(e) != "MEMORY_LIMIT_EXCEEDED" || !strings.Contains(e["stderr"].(string), "OutOfMemoryError") {
+					t.Fatalf("heap exhausted: %v", e)
+				}
+			}
 		})
 	}
 }

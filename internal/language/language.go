@@ -54,11 +54,15 @@ type Language struct {
 	Run            []string `yaml:"run"`
 	// Prestart "python" says that run is a python interpreter followed by
 	// the script: a pooled jail starts the interpreter ahead of the run.
-	Prestart string   `yaml:"prestart"`
-	Template string   `yaml:"template"`
-	Paths    []string `yaml:"paths"`
-	Env      []string `yaml:"env"`
-	Limits   struct {
+	Prestart string `yaml:"prestart"`
+	// MemoryError is what the runtime prints to stderr when it exhausts a
+	// memory bound of its own that stands for the memory limit (the JVM's
+	// -Xmx): a run that exits non-zero with it is MEMORY_LIMIT_EXCEEDED.
+	MemoryError string   `yaml:"memory_error"`
+	Template    string   `yaml:"template"`
+	Paths       []string `yaml:"paths"`
+	Env         []string `yaml:"env"`
+	Limits      struct {
 		Compile Override `yaml:"compile"`
 		Run     Override `yaml:"run"`
 	} `yaml:"limits"`

@@ -32,7 +32,7 @@ func TestVerdict(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := Verdict(c.report)
+			r := Verdict(c.report, "")
 			if r.Status != c.status {
 				t.Fatalf("status %s, want %s", r.Status, c.status)
 			}
@@ -67,8 +67,36 @@ func TestVerdict(t *testing.T) {
 	}
 }
 
+// TestVerdictMemoryError: a runtime that reports exhausting its own memory
+// bound (the JVM's heap) exceeded the memory limit; the same text on a
+// run that exits 0, or without the language's marker, does not.
+func TestVerdictMemoryError(t *testing.T) {
+	const marker = "java.lang.OutOfMemoryError"
+	stderr := []byte("Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space\n\tat Main.main(Main.java:5)\n")
+	for _, c := range []struct {
+		name    string
+		outcome sandbox.Outcome
+		marker  string
+		code    execution.ErrorCode
+	}{
+		{"exit with the marker", sandbox.OutcomeNonZeroExit, marker, execution.MemoryLimitExceeded},
+		{"no marker for the language", sandbox.OutcomeNonZeroExit, "", execution.RuntimeError},
+		{"another language's marker", sandbox.OutcomeNonZeroExit, "MemoryError: out of memory", execution.RuntimeError},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := Verdict(&sandbox.Report{Run: &sandbox.StepReport{Outcome: c.outcome, ExitCode: 1, Stderr: stderr}}, c.marker)
+			if r.Status != execution.Failed || r.Error == nil || r.Error.Code != c.code || *r.ExitCode != 1 || r.Stderr != string(stderr) {
+				t.Fatalf("%+v, want %s with exit code and stderr", r, c.code)
+			}
+		})
+	}
+	if r := Verdict(&sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Stderr: stderr}}, marker); r.Status != execution.Completed {
+		t.Fatalf("a run that caught the error and exited 0: %+v", r)
+	}
+}
+
 func TestInvalidUTF8OutputIsKeptAsText(t *testing.T) {
-	r := Verdict(&sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Stdout: []byte{'a', 0xff, 'b'}}})
+	r := Verdict(&sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Stdout: []byte{'a', 0xff, 'b'}}}, "")
 	if r.Stdout != "a\uFFFDb" {
 		t.Fatalf("%q", r.Stdout)
 	}

@@ -5,6 +5,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,7 +93,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) er
 	if report.Run != nil && report.Run.Prestarted {
 		w.Metrics.Prestarted.WithLabelValues(e.Language).Inc()
 	}
-	return w.finish(ctx, log, job, e, Verdict(report))
+	return w.finish(ctx, log, job, e, Verdict(report, lang.MemoryError))
 }
 
 // retry gives up on this attempt: River runs the job again after a backoff,
@@ -182,8 +183,9 @@ func internalError(log *slog.Logger, reason string) *execution.Result {
 // result through a database outage before leaving the job to be rescued.
 const recordBudget = 30 * time.Second
 
-// Verdict maps a sandbox report onto the execution's terminal result.
-func Verdict(rep *sandbox.Report) *execution.Result {
+// Verdict maps a sandbox report onto the execution's terminal result;
+// memoryError is the language's (see language.Language).
+func Verdict(rep *sandbox.Report, memoryError string) *execution.Result {
 	if c := rep.Compile; c != nil && c.Outcome != sandbox.OutcomeOK {
 		out := text(append(append([]byte{}, c.Stdout...), c.Stderr...))
 		msg := "compilation failed"
@@ -212,6 +214,9 @@ func Verdict(rep *sandbox.Report) *execution.Result {
 	case sandbox.OutcomeNonZeroExit:
 		r.Status, r.ExitCode = execution.Failed, ptr(s.ExitCode)
 		r.Error = &execution.Error{Code: execution.RuntimeError, Message: fmt.Sprintf("exited with status %d", s.ExitCode)}
+		if memoryError != "" && bytes.Contains(s.Stderr, []byte(memoryError)) {
+			r.Error = &execution.Error{Code: execution.MemoryLimitExceeded, Message: "the program exceeded its memory limit"}
+		}
 	case sandbox.OutcomeSignaled:
 		r.Status, r.Signal = execution.Failed, ptr(s.Signal)
 		r.Error = &execution.Error{Code: execution.RuntimeError, Message: "killed by " + s.Signal}
