@@ -98,22 +98,22 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 		// "Expect: 100-continue" is not invited to send it.
 		return errBodyTooLarge
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, config.MaxBodyBytes))
+	data, err := readBody(http.MaxBytesReader(w, r.Body, config.MaxBodyBytes), r.ContentLength)
 	if err == nil {
-		if len(bytes.TrimSpace(data)) == 0 && emptyOK {
-			return nil
+		if len(bytes.TrimSpace(data)) == 0 {
+			if emptyOK {
+				return nil
+			}
+			return errorf(http.StatusBadRequest, "invalid_request", "request body is required")
 		}
+		// The names first: json.Unmarshal ignores case and takes the last
+		// of a repeated field. Every top-level name is then known, and the
+		// request types are flat, so no unknown field is left to refuse;
+		// Unmarshal refuses trailing data.
 		if e := checkFieldNames(data, v); e != nil {
 			return e
 		}
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(v)
-		if err == nil {
-			if _, extra := dec.Token(); extra != io.EOF {
-				err = errors.New("body must hold a single JSON object")
-			}
-		}
+		err = json.Unmarshal(data, v)
 	}
 	if err == nil {
 		return nil
@@ -124,16 +124,31 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 	}
 	var typeErr *json.UnmarshalTypeError
 	switch {
-	case errors.Is(err, io.EOF):
-		return errorf(http.StatusBadRequest, "invalid_request", "request body is required")
 	case errors.As(err, &typeErr) && typeErr.Field == "":
 		return errorf(http.StatusBadRequest, "invalid_request", "request body must be a JSON object")
 	case errors.As(err, &typeErr):
 		return errorf(http.StatusBadRequest, "invalid_request", "field "+typeErr.Field+" has the wrong type")
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return errorf(http.StatusBadRequest, "invalid_request", strings.TrimPrefix(err.Error(), "json: "))
 	default:
 		return errorf(http.StatusBadRequest, "invalid_request", "body is not valid JSON")
+	}
+}
+
+// readBody reads a whole body into one buffer of the announced size when
+// there is one (io.ReadAll would grow its way there, copying).
+func readBody(body io.Reader, contentLength int64) ([]byte, error) {
+	b := make([]byte, 0, max(contentLength, 0)+512)
+	for {
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			b = slices.Grow(b, len(b))
+		}
 	}
 }
 
@@ -144,34 +159,132 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 // pointer to the request struct. A body that is not an object, or not
 // valid JSON, is left for the decoder to refuse.
 func checkFieldNames(data []byte, v any) *apiError {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	keys, ok := topLevelKeys(data)
+	if !ok {
 		return nil
 	}
 	known := jsonNames(reflect.TypeOf(v).Elem())
-	seen := make(map[string]bool, len(known))
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil
-		}
-		name := t.(string)
+	for i, name := range keys {
 		if !slices.Contains(known, name) {
 			if len(name) > 40 { // a detail never echoes a client's input at length
 				name = strings.ToValidUTF8(name[:40], "") + "…"
 			}
 			return errorf(http.StatusBadRequest, "invalid_request", "unknown field "+strconv.Quote(name))
 		}
-		if seen[name] {
+		if slices.Contains(keys[:i], name) {
 			return errorf(http.StatusBadRequest, "invalid_request", "field "+strconv.Quote(name)+" appears more than once")
-		}
-		seen[name] = true
-		var value json.RawMessage
-		if dec.Decode(&value) != nil {
-			return nil
 		}
 	}
 	return nil
+}
+
+// topLevelKeys lists the keys of the JSON object in data, in order; ok is
+// false where data is not an object this scan can follow, and the decoder
+// then says what is wrong. It only skips over values, scanning strings
+// with IndexAny, so that an autosave's source is not decoded twice (a
+// json.Decoder token pass cost as much again as the decoding itself).
+func topLevelKeys(data []byte) (keys []string, ok bool) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, false
+	}
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return nil, true
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return nil, false
+		}
+		end := stringEnd(data, i)
+		if end < 0 {
+			return nil, false
+		}
+		var key string
+		if err := json.Unmarshal(data[i:end], &key); err != nil {
+			return nil, false
+		}
+		keys = append(keys, key)
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return nil, false
+		}
+		if i = valueEnd(data, skipSpace(data, i+1)); i < 0 {
+			return nil, false
+		}
+		i = skipSpace(data, i)
+		switch {
+		case i < len(data) && data[i] == ',':
+			i = skipSpace(data, i+1)
+		case i < len(data) && data[i] == '}':
+			return keys, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index just past the string that starts at i, or -1.
+// A quote ends it unless an odd number of backslashes precede it.
+func stringEnd(data []byte, i int) int {
+	for j := i + 1; j < len(data); {
+		k := bytes.IndexByte(data[j:], '"')
+		if k < 0 {
+			return -1
+		}
+		q := j + k
+		escaped := false
+		for p := q - 1; p > i && data[p] == '\\'; p-- {
+			escaped = !escaped
+		}
+		if !escaped {
+			return q + 1
+		}
+		j = q + 1
+	}
+	return -1
+}
+
+// valueEnd returns the index just past the value that starts at i, or -1.
+func valueEnd(data []byte, i int) int {
+	if i >= len(data) {
+		return -1
+	}
+	switch data[i] {
+	case '"':
+		return stringEnd(data, i)
+	case '{', '[':
+		depth := 0
+		for i < len(data) {
+			switch data[i] {
+			case '"':
+				if i = stringEnd(data, i); i < 0 {
+					return -1
+				}
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return -1
+	}
+	// A number, true, false or null.
+	for i < len(data) && strings.IndexByte(",}] \t\r\n", data[i]) < 0 {
+		i++
+	}
+	return i
 }
 
 // jsonNames lists the JSON field names of a request struct.
