@@ -98,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.IntVar(&o.Autosavers, "autosavers", 16, "concurrent autosave clients (one session each) in the saturation phase")
 	fs.IntVar(&o.Workers, "workers", 0, "with -url: the server's worker count (default: CPUs of this machine)")
 	fs.IntVar(&o.Inflight, "inflight", 2, "with -url: the server's RUNBOX_MAX_INFLIGHT_PER_SESSION")
-	fs.BoolVar(&o.Saturate, "saturate", false, "with -url: run the saturation phase (it leaves -backlog runs queued on that server)")
+	fs.BoolVar(&o.Saturate, "saturate", false, "with -url: run the saturation phase (it leaves -backlog runs queued on that server, all from this one client: set its RUNBOX_MAX_INFLIGHT_PER_CLIENT to 0 or above -backlog)")
 	fs.BoolVar(&o.Quick, "quick", false, "small numbers, for a smoke test")
 	fs.StringVar(&o.JSON, "json", "", "write all results to this file")
 	fs.Var(envFlag(o.ServerEnv), "env", "RUNBOX_NAME=value for the embedded server (repeatable)")

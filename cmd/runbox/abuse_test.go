@@ -125,6 +125,28 @@ func TestTenantsAndKeys(t *testing.T) {
 	s.do("GET", "/executions/"+eid, nil, "Authorization", "Basic key-a").expect(t, 401, "unauthorized")
 }
 
+// TestClientBacklogCap: one client's queued runs over all its sessions are
+// bounded, so that it cannot fill the backlog for everyone; another client
+// (tenant) is not affected, and a replay is still answered.
+func TestClientBacklogCap(t *testing.T) {
+	s := apiOnly(t, map[string]string{"RUNBOX_API_KEYS": "alice:key-a,bob:key-b", "RUNBOX_MAX_INFLIGHT_PER_CLIENT": "3"})
+	s.key = "key-a"
+	a, b := s.createSession("python", ""), s.createSession("python", "")
+	s.do("POST", "/code-sessions/"+a+"/run", nil).expect(t, 202, "")
+	s.do("POST", "/code-sessions/"+a+"/run", nil).expect(t, 202, "")
+	first := s.do("POST", "/code-sessions/"+b+"/run", nil, "Idempotency-Key", "k").expect(t, 202, "").body["execution_id"]
+	refused := s.do("POST", "/code-sessions/"+b+"/run", nil).expect(t, 429, "too_many_inflight")
+	retryAfter(t, refused)
+	if !contains(refused.raw, "you already have") {
+		t.Errorf("the refusal does not say whose limit it is: %s", refused.raw)
+	}
+	if again := s.do("POST", "/code-sessions/"+b+"/run", nil, "Idempotency-Key", "k").expect(t, 202, ""); again.body["execution_id"] != first {
+		t.Errorf("replay at the cap: %s", again.raw)
+	}
+	s.key = "key-b"
+	s.do("POST", "/code-sessions/"+s.createSession("python", "")+"/run", nil).expect(t, 202, "")
+}
+
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
 
 // TestRacingIdempotentRuns: a double-click sends the same run twice at once;

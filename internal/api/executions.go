@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/runbox/runbox/internal/execution"
+	"github.com/runbox/runbox/internal/store"
 )
 
 var errExecutionNotFound = errorf(http.StatusNotFound, "execution_not_found", "no such execution")
@@ -92,10 +93,11 @@ func (s *server) run() http.Handler {
 			refuse(&apiError{http.StatusServiceUnavailable, "overloaded", "too many runs are waiting; retry later", 5})
 			return
 		}
-		e0 := &execution.Execution{ID: uuid.New(), SessionID: id, Tenant: tenant(r), Stdin: stdin,
+		e0 := &execution.Execution{ID: uuid.New(), SessionID: id, Tenant: tenant(r), Client: clientKey(r), Stdin: stdin,
 			QueuedAt: s.Now().UTC(), IdempotencyKey: key, RequestHash: hash}
 		enqueue := func(ctx context.Context, tx *sql.Tx) error { return s.Queue.Enqueue(ctx, tx, e0.ID) }
-		stored, created, err := s.Store.CreateExecution(r.Context(), e0, s.Config.MaxInflightPerSession, enqueue)
+		caps := store.InflightCaps{Session: s.Config.MaxInflightPerSession, Client: s.Config.MaxInflightPerClient}
+		stored, created, err := s.Store.CreateExecution(r.Context(), e0, caps, enqueue)
 		if err != nil {
 			writeProblem(w, s.storeError(r, err))
 			return

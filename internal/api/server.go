@@ -145,6 +145,9 @@ func (s *server) storeError(r *http.Request, err error) *apiError {
 	case errors.Is(err, store.ErrTooManyInflight):
 		s.Metrics.Rejections.WithLabelValues("too_many_inflight").Inc()
 		return &apiError{http.StatusTooManyRequests, "too_many_inflight", "this session already has the maximum of executions queued or running", 1}
+	case errors.Is(err, store.ErrClientBacklog):
+		s.Metrics.Rejections.WithLabelValues("too_many_inflight").Inc()
+		return &apiError{http.StatusTooManyRequests, "too_many_inflight", "you already have the maximum of executions queued or running", 5}
 	case errors.Is(err, store.ErrIdempotencyReused):
 		return errorf(http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
 	case errors.Is(err, store.ErrInvalidCursor):

@@ -71,6 +71,7 @@ type Execution struct {
 	ID         uuid.UUID
 	SessionID  uuid.UUID
 	Tenant     string // "" when authentication is off
+	Client     string // who asked for the run (tenant or address): its backlog is capped
 	Language   string
 	SourceCode string // snapshot taken when Run was pressed
 	Stdin      string

@@ -74,6 +74,12 @@ var migrations = []migration{
 		// For the purge of idle sessions (RUNBOX_IDLE_SESSION_TTL).
 		`CREATE INDEX sessions_active_updated_idx ON sessions (updated_at) WHERE status = 'ACTIVE'`,
 	}},
+	{3, []string{
+		// Who asked for a run, for the cap on a client's backlog
+		// (RUNBOX_MAX_INFLIGHT_PER_CLIENT).
+		`ALTER TABLE executions ADD COLUMN client TEXT NOT NULL DEFAULT ''`,
+		`CREATE INDEX executions_client_inflight_idx ON executions (client) WHERE status IN ('QUEUED', 'RUNNING')`,
+	}},
 }
 
 // Advisory lock keys (PostgreSQL): one for our migrations, one held by

@@ -486,7 +486,7 @@ func nullString(s string) any {
 	return s
 }
 
-func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, maxInflight int, enqueue TxFunc) (*execution.Execution, bool, error) {
+func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, enqueue TxFunc) (*execution.Execution, bool, error) {
 	if e.ID == uuid.Nil || e.SessionID == uuid.Nil {
 		return nil, false, errors.New("store: execution without id or session id")
 	}
@@ -531,25 +531,39 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 		if session.Status(status) != session.Active {
 			return replay(ErrSessionClosed)
 		}
-		// The in-flight count and the insert are one statement (one round
+		// The in-flight counts and the insert are one statement (one round
 		// trip fewer on PostgreSQL), run after the session lock was taken,
-		// so its snapshot sees every run of the session. No row inserted
-		// means the session is at its limit or the key was used before:
-		// replay tells which.
+		// so its snapshot sees every run of the session. The client's count
+		// stops at its cap, so a POST costs the same however deep that
+		// client's backlog. No row inserted means a cap was reached or the
+		// key was used before: replay, then the session's count, tell which.
+		clientBound := `$12 <= 0`
+		if caps.Client > 0 {
+			clientBound = `(SELECT COUNT(*) FROM (SELECT 1 FROM executions WHERE client = $11 AND status IN ('QUEUED', 'RUNNING') LIMIT $12) AS backlog) < $12`
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO executions
-			(id, session_id, tenant, language, source_code, stdin, status, queued_at, attempts, idempotency_key, request_hash)
-			SELECT $1, $2, $3, $4, $5, $6, 'QUEUED', $7, 0, $8, $9
+			(id, session_id, tenant, client, language, source_code, stdin, status, queued_at, attempts, idempotency_key, request_hash)
+			SELECT $1, $2, $3, $11, $4, $5, $6, 'QUEUED', $7, 0, $8, $9
 			WHERE (SELECT COUNT(*) FROM executions WHERE session_id = $2 AND status IN ('QUEUED', 'RUNNING')) < $10
+			AND `+clientBound+`
 			ON CONFLICT (session_id, idempotency_key) DO NOTHING`,
 			e.ID, e.SessionID, e.Tenant, lang, src, clean(e.Stdin), toDB(queuedAt), nullString(e.IdempotencyKey), e.RequestHash,
-			maxInflight)
+			caps.Session, e.Client, caps.Client)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return replay(ErrTooManyInflight)
+			var inflight int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM executions WHERE session_id = $1 AND status IN ('QUEUED', 'RUNNING')`,
+				e.SessionID).Scan(&inflight); err != nil {
+				return err
+			}
+			if inflight >= caps.Session {
+				return replay(ErrTooManyInflight)
+			}
+			return replay(ErrClientBacklog)
 		}
 		if enqueue != nil {
 			if err := enqueue(ctx, tx); err != nil {

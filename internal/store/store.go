@@ -22,6 +22,7 @@ var (
 	ErrSessionClosed     = errors.New("session closed")
 	ErrVersionConflict   = errors.New("version conflict")
 	ErrTooManyInflight   = errors.New("too many executions in flight for this session")
+	ErrClientBacklog     = errors.New("too many executions in flight for this client")
 	ErrIdempotencyReused = errors.New("idempotency key reused with a different request")
 	// ErrFenced means the attempt no longer owns the execution: it is
 	// terminal, or a newer attempt has started it. The caller drops its result.
@@ -38,6 +39,12 @@ var (
 // TxFunc runs inside a store transaction, so that what it writes (a River
 // job insert) commits or rolls back with the store's rows.
 type TxFunc func(ctx context.Context, tx *sql.Tx) error
+
+// InflightCaps bound the QUEUED or RUNNING executions a new run joins.
+type InflightCaps struct {
+	Session int // of its session
+	Client  int // of its client (Execution.Client); 0 = no bound
+}
 
 // Store is the narrow interface the API and the workers use.
 type Store interface {
@@ -69,9 +76,12 @@ type Store interface {
 	// in the same transaction. With an idempotency key already used for this
 	// session it returns the existing execution and created=false without
 	// calling enqueue, or ErrIdempotencyReused when the request hash differs.
-	// It returns ErrTooManyInflight when the session already has maxInflight
-	// QUEUED or RUNNING executions (checked under a lock, not racy).
-	CreateExecution(ctx context.Context, e *execution.Execution, maxInflight int, enqueue TxFunc) (stored *execution.Execution, created bool, err error)
+	// It returns ErrTooManyInflight when the session already has
+	// caps.Session QUEUED or RUNNING executions (checked under a lock, not
+	// racy), and ErrClientBacklog when e.Client already has caps.Client
+	// (runs of other sessions racing with this one may overshoot it by
+	// their number).
+	CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, enqueue TxFunc) (stored *execution.Execution, created bool, err error)
 	GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error)
 	// ExecutionByKey returns the tenant's execution of the session accepted
 	// with this idempotency key, or ErrExecutionNotFound: a replay can be

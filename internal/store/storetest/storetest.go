@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Options) {
 		{"CreateExecutionSnapshot", testSnapshot},
 		{"EnqueueInTransaction", testEnqueueInTx},
 		{"InflightCapConcurrent", testInflightCap},
+		{"ClientBacklogCap", testClientBacklog},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyRace", testIdempotencyRace},
 		{"AttemptFencing", testFencing},
@@ -111,7 +112,7 @@ func newExec(ss *session.Session, key, hash string) *execution.Execution {
 // NewExecution creates a QUEUED execution of ss (no in-flight cap).
 func NewExecution(t *testing.T, s store.Store, ss *session.Session) *execution.Execution {
 	t.Helper()
-	e, created, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), 1<<30, nil)
+	e, created, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 1 << 30}, nil)
 	if err != nil || !created {
 		t.Fatalf("CreateExecution: created=%v err=%v", created, err)
 	}
@@ -297,7 +298,7 @@ func testCloseSession(t *testing.T, s store.Store) {
 	_, err = s.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: ptr("z"), IfMatch: []int64{1}}, now)
 	wantErr(t, "update closed with If-Match", err, store.ErrSessionClosed)
 	called := false
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "", "h"), 2, func(context.Context, *sql.Tx) error { called = true; return nil })
+	_, _, err = s.CreateExecution(ctx, newExec(ss, "", "h"), store.InflightCaps{Session: 2}, func(context.Context, *sql.Tx) error { called = true; return nil })
 	wantErr(t, "run closed", err, store.ErrSessionClosed)
 	if called {
 		t.Fatal("enqueue called for a closed session")
@@ -309,7 +310,7 @@ func testSnapshot(t *testing.T, s store.Store) {
 	ss := NewSession(t, s, "t")
 	in := newExec(ss, "", "h")
 	in.QueuedAt = t0
-	e, created, err := s.CreateExecution(ctx, in, 2, nil)
+	e, created, err := s.CreateExecution(ctx, in, store.InflightCaps{Session: 2}, nil)
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
@@ -334,9 +335,9 @@ func testSnapshot(t *testing.T, s store.Store) {
 	wantErr(t, "other tenant", err, store.ErrExecutionNotFound)
 	_, err = s.GetExecution(ctx, "t", uuid.New())
 	wantErr(t, "unknown", err, store.ErrExecutionNotFound)
-	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: ss.ID, Tenant: "other"}, 2, nil)
+	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: ss.ID, Tenant: "other"}, store.InflightCaps{Session: 2}, nil)
 	wantErr(t, "run other tenant's session", err, store.ErrSessionNotFound)
-	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: uuid.New(), Tenant: "t"}, 2, nil)
+	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: uuid.New(), Tenant: "t"}, store.InflightCaps{Session: 2}, nil)
 	wantErr(t, "run unknown session", err, store.ErrSessionNotFound)
 }
 
@@ -344,7 +345,7 @@ func testEnqueueInTx(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	ss := NewSession(t, s, "t")
 	in := newExec(ss, "", "h")
-	_, _, err := s.CreateExecution(ctx, in, 2, func(ctx context.Context, tx *sql.Tx) error {
+	_, _, err := s.CreateExecution(ctx, in, store.InflightCaps{Session: 2}, func(ctx context.Context, tx *sql.Tx) error {
 		var st string
 		if err := tx.QueryRowContext(ctx, `SELECT status FROM executions WHERE id = $1`, in.ID).Scan(&st); err != nil {
 			return fmt.Errorf("row not visible in the enqueue transaction: %w", err)
@@ -359,7 +360,7 @@ func testEnqueueInTx(t *testing.T, s store.Store) {
 	}
 	boom := errors.New("queue down")
 	failed := newExec(ss, "k", "h")
-	_, _, err = s.CreateExecution(ctx, failed, 2, func(context.Context, *sql.Tx) error { return boom })
+	_, _, err = s.CreateExecution(ctx, failed, store.InflightCaps{Session: 2}, func(context.Context, *sql.Tx) error { return boom })
 	wantErr(t, "enqueue failure", err, boom)
 	_, err = s.GetExecution(ctx, "t", failed.ID)
 	wantErr(t, "rolled back execution", err, store.ErrExecutionNotFound)
@@ -367,7 +368,7 @@ func testEnqueueInTx(t *testing.T, s store.Store) {
 		t.Fatalf("QueueDepth after rollback = %d, %v; want 1", n, err)
 	}
 	// The key of the rolled-back request is free again.
-	if _, created, err := s.CreateExecution(ctx, newExec(ss, "k", "h"), 2, nil); err != nil || !created {
+	if _, created, err := s.CreateExecution(ctx, newExec(ss, "k", "h"), store.InflightCaps{Session: 2}, nil); err != nil || !created {
 		t.Fatalf("retry after rollback: %v %v", created, err)
 	}
 }
@@ -381,7 +382,7 @@ func testInflightCap(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, err := s.CreateExecution(context.Background(), newExec(ss, "", "h"), 2, nil)
+			_, _, err := s.CreateExecution(context.Background(), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil)
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -404,13 +405,57 @@ func testInflightCap(t *testing.T, s store.Store) {
 	if _, err := s.StartAttempt(ctxT(t), items[0].ID, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = s.CreateExecution(ctxT(t), newExec(ss, "", "h"), 2, nil)
+	_, _, err = s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil)
 	wantErr(t, "running counts as in flight", err, store.ErrTooManyInflight)
 	if err := s.FinishAttempt(ctxT(t), items[0].ID, 1, okResult(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), 2, nil); err != nil {
+	if _, _, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil); err != nil {
 		t.Fatalf("after a finish: %v", err)
+	}
+}
+
+func testClientBacklog(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	caps := store.InflightCaps{Session: 2, Client: 3}
+	runAs := func(ss *session.Session, client string) error {
+		e := newExec(ss, "", "h")
+		e.Client = client
+		_, _, err := s.CreateExecution(ctx, e, caps, nil)
+		return err
+	}
+	a, b, c := NewSession(t, s, "t"), NewSession(t, s, "t"), NewSession(t, s, "t")
+	for _, ss := range []*session.Session{a, a, b} {
+		if err := runAs(ss, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr(t, "the session's cap comes first", runAs(a, "alice"), store.ErrTooManyInflight)
+	wantErr(t, "client at its cap", runAs(b, "alice"), store.ErrClientBacklog)
+	wantErr(t, "client at its cap, fresh session", runAs(c, "alice"), store.ErrClientBacklog)
+	if err := runAs(c, "bob"); err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+	// A finished run frees its place.
+	var done uuid.UUID
+	page, _, err := s.ListExecutions(ctx, "t", a.ID, 1, "")
+	if err != nil || len(page) != 1 {
+		t.Fatalf("list: %v %v", page, err)
+	}
+	done = page[0].ID
+	if _, err := s.StartAttempt(ctx, done, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishAttempt(ctx, done, 1, okResult(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := runAs(b, "alice"); err != nil {
+		t.Fatalf("after one finished: %v", err)
+	}
+	// No bound.
+	caps.Client = 0
+	if err := runAs(c, "alice"); err != nil {
+		t.Fatalf("without a client bound: %v", err)
 	}
 }
 
@@ -419,15 +464,15 @@ func testIdempotency(t *testing.T, s store.Store) {
 	ss := NewSession(t, s, "t")
 	calls := 0
 	enq := func(context.Context, *sql.Tx) error { calls++; return nil }
-	first, created, err := s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), 2, enq)
+	first, created, err := s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
 	if err != nil || !created || calls != 1 || first.IdempotencyKey != "key-1" || first.RequestHash != "hash-a" {
 		t.Fatalf("first: %+v %v %v calls=%d", first, created, err, calls)
 	}
-	again, created, err := s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), 2, enq)
+	again, created, err := s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
 	if err != nil || created || again.ID != first.ID || calls != 1 {
 		t.Fatalf("replay: id=%v created=%v err=%v calls=%d", again, created, err, calls)
 	}
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-b"), 2, enq)
+	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-b"), store.InflightCaps{Session: 2}, enq)
 	wantErr(t, "same key, other body", err, store.ErrIdempotencyReused)
 	byKey, err := s.ExecutionByKey(ctx, "t", ss.ID, "key-1")
 	if err != nil || *byKey != *first {
@@ -448,28 +493,28 @@ func testIdempotency(t *testing.T, s store.Store) {
 	}
 	// Same key on another session is another request.
 	ss2 := NewSession(t, s, "t")
-	other, created, err := s.CreateExecution(ctx, newExec(ss2, "key-1", "hash-a"), 2, enq)
+	other, created, err := s.CreateExecution(ctx, newExec(ss2, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
 	if err != nil || !created || other.ID == first.ID {
 		t.Fatalf("other session: %v %v", created, err)
 	}
 	// A replay is answered even when the session is now full, or closed.
-	if _, _, err := s.CreateExecution(ctx, newExec(ss, "", "x"), 2, enq); err != nil {
+	if _, _, err := s.CreateExecution(ctx, newExec(ss, "", "x"), store.InflightCaps{Session: 2}, enq); err != nil {
 		t.Fatal(err)
 	}
-	again, created, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), 2, enq)
+	again, created, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
 	if err != nil || created || again.ID != first.ID {
 		t.Fatalf("replay at cap: %v %v", created, err)
 	}
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-2", "hash-a"), 2, enq)
+	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-2", "hash-a"), store.InflightCaps{Session: 2}, enq)
 	wantErr(t, "new key at cap", err, store.ErrTooManyInflight)
 	if err := s.CloseSession(ctx, "t", ss.ID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	again, created, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), 2, enq)
+	again, created, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
 	if err != nil || created || again.ID != first.ID {
 		t.Fatalf("replay on closed session: %v %v", created, err)
 	}
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-b"), 2, enq)
+	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-b"), store.InflightCaps{Session: 2}, enq)
 	wantErr(t, "reused key on closed session", err, store.ErrIdempotencyReused)
 	if calls != 3 {
 		t.Fatalf("enqueue called %d times, want 3", calls)
@@ -488,7 +533,7 @@ func testIdempotencyRace(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, c, err := s.CreateExecution(context.Background(), newExec(ss, "race", "h"), 2,
+			e, c, err := s.CreateExecution(context.Background(), newExec(ss, "race", "h"), store.InflightCaps{Session: 2},
 				func(context.Context, *sql.Tx) error { calls.Add(1); return nil })
 			if err != nil {
 				t.Error(err)
@@ -708,7 +753,7 @@ func testListExecutions(t *testing.T, s store.Store) {
 		e := newExec(ss, "", "h")
 		// Pairs share a queued_at, so the id must break ties.
 		e.QueuedAt = base.Add(time.Duration(i/2) * time.Millisecond)
-		got, _, err := s.CreateExecution(ctx, e, 1<<30, nil)
+		got, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 1 << 30}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -856,7 +901,7 @@ func testPurge(t *testing.T, s store.Store) {
 	idleRan := NewSession(t, s, "t")
 	ranOld := newExec(idleRan, "", "h")
 	ranOld.QueuedAt = old
-	if _, _, err := s.CreateExecution(ctx, ranOld, 1<<30, nil); err != nil {
+	if _, _, err := s.CreateExecution(ctx, ranOld, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.StartAttempt(ctx, ranOld.ID, 1, old); err != nil {
@@ -868,7 +913,7 @@ func testPurge(t *testing.T, s store.Store) {
 	inflight := NewSession(t, s, "t")
 	inflightExec := newExec(inflight, "", "h")
 	inflightExec.QueuedAt = old
-	if _, _, err := s.CreateExecution(ctx, inflightExec, 1<<30, nil); err != nil {
+	if _, _, err := s.CreateExecution(ctx, inflightExec, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
 		t.Fatal(err)
 	}
 	saved := &session.Session{ID: uuid.New(), Tenant: "t", Status: session.Active, Language: "python",
