@@ -839,32 +839,15 @@ func (s *sqlStore) QueueDepth(ctx context.Context) (int64, error) {
 
 func (s *sqlStore) PurgeBefore(ctx context.Context, cutoff, idleCutoff time.Time) (int64, error) {
 	var total int64
-	c, idle := toDB(cutoff), toDB(idleCutoff)
+	c := toDB(cutoff)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		total = 0
-		for _, q := range []struct {
-			sql string
-			at  int64
-		}{
-			{`DELETE FROM executions WHERE finished_at < $1 AND status IN ('COMPLETED', 'FAILED', 'TIMEOUT')`, c},
-			{`DELETE FROM executions WHERE session_id IN (SELECT id FROM sessions WHERE status = 'CLOSED' AND updated_at < $1)`, c},
-			{`DELETE FROM sessions WHERE status = 'CLOSED' AND updated_at < $1`, c},
-			// An idle session: not saved since the cutoff, no run queued
-			// since, and none in flight (its job must find its row).
-			{`DELETE FROM executions WHERE session_id IN (
-				SELECT s.id FROM sessions s WHERE s.status = 'ACTIVE' AND s.updated_at < $1 AND NOT EXISTS (
-					SELECT 1 FROM executions e WHERE e.session_id = s.id AND (e.queued_at >= $1 OR e.status IN ('QUEUED', 'RUNNING'))))`, idle},
-			// Runs are purged first, so a session that still has one was
-			// run recently (or is in flight): a run inserted since the
-			// statement above keeps its session too.
-			{`DELETE FROM sessions WHERE status = 'ACTIVE' AND updated_at < $1 AND NOT EXISTS (
-				SELECT 1 FROM executions e WHERE e.session_id = sessions.id)`, idle},
+		for _, q := range []string{
+			`DELETE FROM executions WHERE finished_at < $1 AND status IN ('COMPLETED', 'FAILED', 'TIMEOUT')`,
+			`DELETE FROM executions WHERE session_id IN (SELECT id FROM sessions WHERE status = 'CLOSED' AND updated_at < $1)`,
+			`DELETE FROM sessions WHERE status = 'CLOSED' AND updated_at < $1`,
 		} {
-			res, err := tx.ExecContext(ctx, q.sql, q.at)
-			if err != nil {
-				return err
-			}
-			n, err := res.RowsAffected()
+			n, err := execCount(ctx, tx, q, c)
 			if err != nil {
 				return err
 			}
@@ -875,5 +858,91 @@ func (s *sqlStore) PurgeBefore(ctx context.Context, cutoff, idleCutoff time.Time
 	if err != nil {
 		return 0, wrapErr(ctx, err)
 	}
-	return total, nil
+	for {
+		n, err := s.purgeIdleBatch(ctx, toDB(idleCutoff))
+		total += n
+		if err != nil {
+			return total, wrapErr(ctx, err)
+		}
+		if n == 0 {
+			return total, nil
+		}
+	}
+}
+
+// idlePurgeBatch is how many idle sessions one transaction purges, so that
+// a first purge of many does not hold SQLite's write lock for long.
+const idlePurgeBatch = 500
+
+// purgeIdleBatch deletes up to idlePurgeBatch idle sessions - ACTIVE, not
+// saved since idle, no run queued since and none in flight - with their
+// executions, and returns the rows deleted. A run being accepted for one
+// of them must not be lost: on PostgreSQL the sessions are locked first
+// (a session a run holds is skipped), and the deletes that follow see, in
+// snapshots taken after the locks, every run committed before; a run not
+// yet started then waits for the lock and finds no session (404). A
+// single delete would not do: its re-check of a locked row reuses the
+// snapshot from before the run committed, and the cascade would take the
+// accepted run with its session. SQLite runs one writer at a time.
+func (s *sqlStore) purgeIdleBatch(ctx context.Context, idle int64) (int64, error) {
+	var total int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		total = 0
+		lock := ""
+		if s.d.postgres {
+			lock = " FOR UPDATE OF s SKIP LOCKED"
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT s.id FROM sessions s WHERE s.status = 'ACTIVE' AND s.updated_at < $1 AND NOT EXISTS (
+			SELECT 1 FROM executions e WHERE e.session_id = s.id AND (e.queued_at >= $1 OR e.status IN ('QUEUED', 'RUNNING')))
+			LIMIT `+strconv.Itoa(idlePurgeBatch)+lock, idle)
+		if err != nil {
+			return err
+		}
+		var ids []any
+		for rows.Next() {
+			var id uuid.UUID
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		in := make([]string, len(ids))
+		for i := range ids {
+			in[i] = "$" + strconv.Itoa(i+2)
+		}
+		args := append([]any{idle}, ids...)
+		list := strings.Join(in, ",")
+		for _, q := range []string{
+			// Checked again: a run may have committed between the select's
+			// snapshot and its lock.
+			`DELETE FROM executions WHERE session_id IN (` + list + `) AND session_id NOT IN (
+				SELECT session_id FROM executions WHERE session_id IN (` + list + `) AND (queued_at >= $1 OR status IN ('QUEUED', 'RUNNING')))`,
+			`DELETE FROM sessions WHERE id IN (` + list + `) AND status = 'ACTIVE' AND updated_at < $1 AND NOT EXISTS (
+				SELECT 1 FROM executions e WHERE e.session_id = sessions.id)`,
+		} {
+			n, err := execCount(ctx, tx, q, args...)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		return nil
+	})
+	return total, err
+}
+
+// execCount runs a statement and returns the rows it affected.
+func execCount(ctx context.Context, tx *sql.Tx, q string, args ...any) (int64, error) {
+	res, err := tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Options) {
 		{"ListExecutions", testListExecutions},
 		{"QueueDepth", testQueueDepth},
 		{"PurgeBefore", testPurge},
+		{"IdlePurgeRacingARun", testIdlePurgeRacingRun},
 		{"ListenFinished", func(t *testing.T, s store.Store) { testListen(t, s, o) }},
 	}
 	for _, tc := range tests {
@@ -943,6 +944,53 @@ func testPurge(t *testing.T, s store.Store) {
 	}
 	if _, err := s.GetExecution(ctx, "t", inflightExec.ID); err != nil {
 		t.Fatalf("a queued run was purged: %v", err)
+	}
+}
+
+// testIdlePurgeRacingRun: a run accepted for an idle session while the
+// purge runs is not lost with the session. PostgreSQL only: SQLite runs one
+// writer at a time, so the two cannot interleave.
+func testIdlePurgeRacingRun(t *testing.T, s store.Store) {
+	if s.Driver() != "postgres" {
+		t.Skip("SQLite serializes writers")
+	}
+	ctx := ctxT(t)
+	ss := NewSession(t, s, "t") // saved at t0: idle
+	e := newExec(ss, "", "h")
+	inside := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		// The run holds its session's lock, inserted and not committed,
+		// until well after the purge has started.
+		_, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 2}, func(context.Context, *sql.Tx) error {
+			close(inside)
+			time.Sleep(300 * time.Millisecond)
+			return nil
+		})
+		done <- err
+	}()
+	<-inside
+	if _, err := s.PurgeBefore(ctx, t0.Add(-time.Hour), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if _, err := s.GetExecution(ctx, "t", e.ID); err != nil {
+		t.Fatalf("the accepted run was lost: %v", err)
+	}
+	if _, err := s.GetSession(ctx, "t", ss.ID); err != nil {
+		t.Fatalf("the session of a run was purged: %v", err)
+	}
+	// Idle again once its run is old: the next purge takes both.
+	if _, err := s.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishAttempt(ctx, e.ID, 1, okResult(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PurgeBefore(ctx, t0.Add(-time.Hour), time.Now().Add(time.Hour)); err != nil || n != 2 {
+		t.Fatalf("later purge: %d rows, %v; want 2", n, err)
 	}
 }
 
