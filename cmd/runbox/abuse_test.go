@@ -147,6 +147,46 @@ func TestClientBacklogCap(t *testing.T) {
 	s.do("POST", "/code-sessions/"+s.createSession("python", "")+"/run", nil).expect(t, 202, "")
 }
 
+// TestLongPollsPerClient: past its share of held long-polls, a client's
+// GET ?wait= answers at once; another client still waits.
+func TestLongPollsPerClient(t *testing.T) {
+	s := apiOnly(t, map[string]string{"RUNBOX_API_KEYS": "alice:key-a,bob:key-b", "RUNBOX_MAX_WAITS_PER_CLIENT": "1"})
+	queued := func(key string) string { // no worker: it stays QUEUED
+		s.key = key
+		return s.do("POST", "/code-sessions/"+s.createSession("python", "")+"/run", nil).expect(t, 202, "").body["execution_id"].(string)
+	}
+	a, b := queued("key-a"), queued("key-b")
+	s.key = "" // each request says whose it is: they run concurrently
+	held := make(chan time.Duration, 1)
+	go func() {
+		begin := time.Now()
+		s.do("GET", "/executions/"+a+"?wait=2", nil, "Authorization", "Bearer key-a")
+		held <- time.Since(begin)
+	}()
+	time.Sleep(300 * time.Millisecond) // the first is held
+	begin := time.Now()
+	if r := s.do("GET", "/executions/"+a+"?wait=2", nil, "Authorization", "Bearer key-a").expect(t, 200, ""); r.body["status"] != "QUEUED" {
+		t.Fatalf("second long-poll: %s", r.raw)
+	}
+	if d := time.Since(begin); d > time.Second {
+		t.Errorf("a client's second long-poll was held %v", d)
+	}
+	begin = time.Now()
+	s.do("GET", "/executions/"+b+"?wait=1", nil, "Authorization", "Bearer key-b").expect(t, 200, "")
+	if d := time.Since(begin); d < 900*time.Millisecond {
+		t.Errorf("another client's long-poll returned after %v", d)
+	}
+	if d := <-held; d < 1900*time.Millisecond {
+		t.Errorf("the first long-poll returned after %v", d)
+	}
+	// Released: waits again.
+	begin = time.Now()
+	s.do("GET", "/executions/"+a+"?wait=1", nil, "Authorization", "Bearer key-a").expect(t, 200, "")
+	if d := time.Since(begin); d < 900*time.Millisecond {
+		t.Errorf("a released slot: returned after %v", d)
+	}
+}
+
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
 
 // TestRacingIdempotentRuns: a double-click sends the same run twice at once;

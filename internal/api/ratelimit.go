@@ -54,3 +54,35 @@ func (l *limiter) allow(key string, now time.Time) (bool, int) {
 	}
 	return false, int(math.Ceil((1 - b.tokens) / l.rate))
 }
+
+// holds counts what each client (tenant or address) holds at once, such as
+// long-polls: a waiting request keeps a connection, a goroutine and its
+// buffers for up to 30 s, so without a bound one client could hold
+// thousands. Keys are dropped at zero, so the map holds only current
+// holders.
+type holds struct {
+	max int // 0: no bound
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+func newHolds(max int) *holds { return &holds{max: max, n: map[string]int{}} }
+
+// acquire takes a hold for key, or reports false when key has max of them.
+func (h *holds) acquire(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.max > 0 && h.n[key] >= h.max {
+		return false
+	}
+	h.n[key]++
+	return true
+}
+
+func (h *holds) release(key string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n[key]--; h.n[key] <= 0 {
+		delete(h.n, key)
+	}
+}

@@ -40,3 +40,29 @@ func TestParseKeysDerivesStableOpaqueTenants(t *testing.T) {
 		t.Fatalf("bare key tenant %q", keys[1].tenant)
 	}
 }
+
+func TestHolds(t *testing.T) {
+	h := newHolds(2)
+	if !h.acquire("a") || !h.acquire("a") || h.acquire("a") {
+		t.Fatal("a client gets exactly its two holds")
+	}
+	if !h.acquire("b") {
+		t.Fatal("another client is not held back")
+	}
+	h.release("a")
+	if !h.acquire("a") {
+		t.Fatal("a released hold is free again")
+	}
+	h.release("a")
+	h.release("a")
+	h.release("b")
+	if len(h.n) != 0 {
+		t.Fatalf("clients holding nothing are still counted: %v", h.n)
+	}
+	unbounded := newHolds(0)
+	for range 1000 {
+		if !unbounded.acquire("a") {
+			t.Fatal("0 is no bound")
+		}
+	}
+}

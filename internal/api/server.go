@@ -59,6 +59,7 @@ type server struct {
 	runLimit *limiter
 	saveLim  *limiter
 	newLimit *limiter // session creation: each new session is a row kept until it is closed and purged
+	waits    *holds   // long-polls held per client
 	depth    depthCache
 }
 
@@ -84,6 +85,7 @@ func newServer(d Deps) *server {
 		runLimit: newLimiter(d.Config.RunRate, d.Config.RunBurst),
 		saveLim:  newLimiter(d.Config.AutosaveRate, d.Config.AutosaveBurst),
 		newLimit: newLimiter(d.Config.SessionRate, d.Config.SessionBurst),
+		waits:    newHolds(d.Config.MaxWaitsPerClient),
 	}
 	s.Metrics.ObserveQueueDepth(func() (int64, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -46,6 +46,7 @@ type Config struct {
 	MaxQueueDepth         int64
 	MaxInflightPerSession int
 	MaxInflightPerClient  int     // 0: no bound
+	MaxWaitsPerClient     int     // long-polls held at once per client; 0: no bound
 	RunRate               float64 // runs per second per client
 	RunBurst              int
 	AutosaveRate          float64 // autosaves per second per client
@@ -105,6 +106,7 @@ var Vars = []Var{
 	{"RUNBOX_MAX_STDIN_BYTES", "64KiB", "largest stdin accepted", apiSrv},
 	{"RUNBOX_MAX_QUEUE_DEPTH", "10000", "queued executions beyond which runs are refused with 503 overloaded", apiSrv},
 	{"RUNBOX_MAX_INFLIGHT_PER_SESSION", "2", "queued or running executions allowed per session", apiSrv},
+	{"RUNBOX_MAX_WAITS_PER_CLIENT", "256", "long-polls (`?wait=`) one client may hold at once (same keying as the rate limits); past it a GET answers at once with the execution as it is; 0 = no bound", apiSrv},
 	{"RUNBOX_MAX_INFLIGHT_PER_CLIENT", "1000", "queued or running executions allowed per client, over all its sessions (same keying as the rate limits), so that one client cannot fill the backlog for everyone; 0 = no bound", apiSrv},
 	{"RUNBOX_RUN_RATE", "20", "runs per second per client: the tenant when API keys are on (size it for everyone behind one key), else the client address (token bucket refill)", apiSrv},
 	{"RUNBOX_RUN_BURST", "100", "run token bucket size", apiSrv},
@@ -168,6 +170,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		MaxQueueDepth:         int64(p.int("RUNBOX_MAX_QUEUE_DEPTH", 10000, 1, 1<<40)),
 		MaxInflightPerSession: p.int("RUNBOX_MAX_INFLIGHT_PER_SESSION", 2, 1, 1000),
 		MaxInflightPerClient:  p.int("RUNBOX_MAX_INFLIGHT_PER_CLIENT", 1000, 0, 1<<30),
+		MaxWaitsPerClient:     p.int("RUNBOX_MAX_WAITS_PER_CLIENT", 256, 0, 1<<30),
 		RunRate:               p.rate("RUNBOX_RUN_RATE", 20),
 		RunBurst:              p.int("RUNBOX_RUN_BURST", 100, 1, 1<<20),
 		AutosaveRate:          p.rate("RUNBOX_AUTOSAVE_RATE", 200),
