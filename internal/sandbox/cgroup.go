@@ -59,6 +59,8 @@ type stepCgroup interface {
 	memoryPeak() int64
 	// oomKills counts the OOM kills in the cgroup's life.
 	oomKills() int64
+	// shmem is the tmpfs and memfd memory charged to the cgroup.
+	shmem() int64
 	procs() []int
 	// kill sends SIGKILL to every process in the cgroup.
 	kill()
@@ -106,10 +108,52 @@ func newCgroupFS(root string) (cgroupFS, error) {
 	if err != nil {
 		return nil, err
 	}
+	var fs cgroupFS
+	var limitFile string
 	if v == 2 {
-		return newCgroupV2(root)
+		c, err := newCgroupV2(root)
+		if err != nil {
+			return nil, err
+		}
+		fs, limitFile = c, filepath.Join(c.parent, "memory.max")
+	} else {
+		c, err := newCgroupV1(root)
+		if err != nil {
+			return nil, err
+		}
+		fs, limitFile = c, filepath.Join(c.parents["memory"], "memory.limit_in_bytes")
 	}
-	return newCgroupV1(root)
+	if err := capJails(limitFile); err != nil {
+		return nil, err
+	}
+	return fs, nil
+}
+
+// capJails bounds the memory of all jails together to half the host's RAM,
+// unless the parent cgroup already has a lower limit. Each step's cgroup has
+// its own limit, but a run can pin memory past its end (files passed over a
+// unix socket in a cycle, freed by the kernel's unix GC tens of seconds
+// later) and its jail is then retired (see release), so that memory is no
+// longer bounded by any live jail's limit; runs repeated fast enough could
+// exhaust the host. With the cap they exhaust only the jails' share, and
+// runs fail MEMORY_LIMIT_EXCEEDED until the kernel frees it.
+func capJails(limitFile string) error {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return err
+	}
+	kib := memTotalKiB(b)
+	if kib <= 0 {
+		return errors.New("sandbox: no MemTotal in /proc/meminfo")
+	}
+	budget := kib * 1024 / 2
+	if cur, err := readInt(limitFile); err == nil && cur >= 0 && cur <= budget {
+		return nil
+	}
+	if err := writeFile(limitFile, strconv.FormatInt(budget, 10)); err != nil {
+		return fmt.Errorf("sandbox: cap the jails' memory: %w", err)
+	}
+	return nil
 }
 
 func writeFile(path, value string) error {
@@ -151,6 +195,27 @@ func parseKeyed(b []byte, key string) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// memTotalKiB reads MemTotal from /proc/meminfo's text ("MemTotal: 123 kB").
+func memTotalKiB(meminfo []byte) int64 {
+	for _, line := range strings.Split(string(meminfo), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// statValue reads key of a flat-keyed file; 0 when it cannot.
+func statValue(path, key string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := parseKeyed(b, key)
+	return n
 }
 
 func parsePids(b []byte) []int {
@@ -317,6 +382,10 @@ func (s *stepV1) oomKills() int64 {
 	return n
 }
 
+func (s *stepV1) shmem() int64 {
+	return statValue(filepath.Join(s.dirs["memory"], "memory.stat"), "shmem")
+}
+
 func (s *stepV1) procs() []int {
 	// Every process is in all three; pids is the one that can never be
 	// escaped by charge moves.
@@ -471,6 +540,8 @@ func (s *stepV2) oomKills() int64 {
 	n, _ := parseKeyed(b, "oom_kill")
 	return n
 }
+
+func (s *stepV2) shmem() int64 { return statValue(filepath.Join(s.dir, "memory.stat"), "shmem") }
 
 func (s *stepV2) procs() []int { return readPids(filepath.Join(s.dir, "cgroup.procs")) }
 

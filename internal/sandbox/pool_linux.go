@@ -365,6 +365,10 @@ func (s *Sandbox) take(readOnly []string, need []rlimit) (*jail, error) {
 	return j, nil
 }
 
+// maxPinnedShmem is how much shared memory a cleared jail's cgroup may
+// still be charged with and be reused (see release).
+const maxPinnedShmem = 1 << 20
+
 // release gives j back after a run: a jail whose last step ended cleanly is
 // cleared (its /box, /tmp and /dev/shm unmounted) and returned to the pool,
 // in the background; any other is torn down, in the background too (its
@@ -383,6 +387,17 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 		}
 		if keep {
 			keep = j.call(&initReq{Op: "clear", Cgroup: j.cgN}) == nil
+		}
+		if keep {
+			// Every process is dead and the scratch unmounted, so no tmpfs
+			// or memfd page should be left; one that is was pinned past the
+			// run (passed over a unix socket in a cycle only the kernel's
+			// unix GC frees, tens of seconds later) and would count against
+			// the next run's memory limit in this cgroup.
+			if pinned := j.cg.shmem(); pinned > maxPinnedShmem {
+				s.log.Warn("sandbox: jail retired: memory pinned past its run", "jail", j.id, "shmem_bytes", pinned)
+				keep = false
+			}
 		}
 		if keep && j.python != nil && s.cpuIdle.idleShare() >= prestartMinIdle {
 			var err error

@@ -253,3 +253,38 @@ func TestCgroupPerStep(t *testing.T) {
 		}
 	}
 }
+
+// TestPinnedMemoryRetiresTheJail: a run that passes its files (tmpfs, a
+// memfd) over a unix socket in a cycle and exits leaves their pages
+// charged to the jail's cgroup until the kernel's unix GC runs, tens of
+// seconds later. The jail is not reused, so the next run (another
+// learner's, perhaps) has its whole memory limit.
+func TestPinnedMemoryRetiresTheJail(t *testing.T) {
+	s := newPoolSandbox(t)
+	pid := waitIdle(t, s)
+	pin := `
+import os, socket
+fds = []
+with open('/box/big', 'wb') as f:  # files are limited to 16 MiB
+    f.write(b'x' * (12 << 20))
+fds.append(os.open('/box/big', os.O_RDONLY))
+for _ in range(6):
+    m = os.memfd_create('pin')
+    os.write(m, b'y' * (12 << 20))
+    fds.append(m)
+a, b = socket.socketpair()
+socket.send_fds(a, [b'x'], [a.fileno(), b.fileno(), *fds])
+os._exit(0)
+`
+	r := run(t, s, Request{Run: Step{Argv: []string{"/usr/bin/python3", "-c", pin}, Limits: defLimits()}, Env: testEnv})
+	if r.Outcome != OutcomeOK {
+		t.Fatalf("pinning run: %s", describe(r))
+	}
+	if p := waitIdle(t, s); p == pid {
+		t.Errorf("a jail with 84 MiB pinned past its run was reused")
+	}
+	r = run(t, s, Request{Run: Step{Argv: []string{"/usr/bin/python3", "-c", "b = bytearray(200 << 20); print(len(b))"}, Limits: defLimits()}, Env: testEnv})
+	if r.Outcome != OutcomeOK {
+		t.Errorf("the next run lost memory to the pinned pages: %s", describe(r))
+	}
+}

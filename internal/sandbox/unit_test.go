@@ -181,6 +181,9 @@ func TestCgroupFileParsing(t *testing.T) {
 	if _, err := parseCPUStatV2([]byte("user_usec 1\n")); err == nil {
 		t.Error("cpu.stat without usage_usec accepted")
 	}
+	if n := memTotalKiB([]byte("MemTotal:       24683620 kB\nMemFree:  1 kB\n")); n != 24683620 {
+		t.Errorf("MemTotal = %d", n)
+	}
 	if p := parsePids([]byte("12\n345\n\n")); len(p) != 2 || p[0] != 12 || p[1] != 345 {
 		t.Errorf("cgroup.procs = %v", p)
 	}
@@ -190,7 +193,33 @@ func TestCgroupFileParsing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for name, v := range map[string]string{"memory.stat": "anon 8192\nfile 4096\nshmem 65536\n", "memory.limit_in_bytes": "max\n"} {
+		if err := os.WriteFile(filepath.Join(d, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s := &stepV2{dir: d, fd: -1}
+	if s.shmem() != 65536 {
+		t.Errorf("memory.stat shmem = %d", s.shmem())
+	}
+	// The jails' cap: set where there is no lower limit, kept where there is.
+	limit := filepath.Join(d, "memory.limit_in_bytes")
+	if err := capJails(limit); err != nil {
+		t.Fatal(err)
+	}
+	capped, _ := readInt(limit)
+	if capped <= 0 || capped >= 1<<50 {
+		t.Errorf("jails' cap %d", capped)
+	}
+	if err := os.WriteFile(limit, []byte("1048576\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := capJails(limit); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := readInt(limit); n != 1048576 {
+		t.Errorf("an administrator's lower limit became %d", n)
+	}
 	if s.memoryPeak() != 4096 {
 		t.Errorf("memory.peak = %d", s.memoryPeak())
 	}
