@@ -46,6 +46,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -143,7 +144,9 @@ type initState struct {
 	rlim  []rlimit // the process's, as the last step set them
 	// scratch is an O_PATH fd of the run's scratch tmpfs root, whose
 	// subdirectories are bound at /box, /tmp and /dev/shm; -1 between runs.
+	// step counts the run's steps so far.
 	scratch int
+	step    int
 	next    *launcher // prepared for the next step, if any
 	// net is the network namespace of the last step, for the next one
 	// (see netns_linux.go); only the launcher being prepared touches it.
@@ -296,12 +299,19 @@ func unmountAll(m string) error {
 // scratchDirs are the run's writable places: subdirectories of one
 // tmpfs of the run's scratch size, so that the limit holds for all three
 // together (three tmpfs mounts would give a program three times the space).
+// /tmp and /dev/shm have one directory per step of a run (compile, run),
+// all made before any untrusted code runs: a step's fresh ones cannot be
+// kept from being made (by inodes used up, or a directory pinned), and the
+// previous step's are only removed on a best-effort basis.
 var scratchDirs = []struct{ name, at string }{{"box", "/box"}, {"tmp", "/tmp"}, {"shm", "/dev/shm"}}
 
-// mountScratch mounts the run's scratch tmpfs at /box and binds its
-// subdirectories onto /box, /tmp and /dev/shm. The bind at /box stacks on
-// the tmpfs itself, whose root no path reaches afterwards; st.scratch
-// keeps it for the init.
+// maxSteps is the number of steps a run has at most: compile and run.
+const maxSteps = 2
+
+// mountScratch mounts the run's scratch tmpfs at /box, makes its
+// directories and binds box onto /box, where it stacks on the tmpfs
+// itself, whose root no path reaches afterwards; st.scratch keeps it for
+// the init.
 func (st *initState) mountScratch(size int64) error {
 	if err := st.dropScratch(); err != nil {
 		return err
@@ -314,59 +324,66 @@ func (st *initState) mountScratch(size int64) error {
 	if err != nil {
 		return err
 	}
-	st.scratch = fd
-	for _, d := range scratchDirs {
-		if err := st.scratchDir(d.name, d.at); err != nil {
-			return err
-		}
+	st.scratch, st.step = fd, 0
+	// /box belongs to the run's user; /tmp and /dev/shm are sticky and
+	// open to all, as usual.
+	err = unix.Mkdirat(fd, "box", 0o700)
+	if err == nil {
+		err = unix.Fchownat(fd, "box", st.uid, st.gid, unix.AT_SYMLINK_NOFOLLOW)
 	}
-	return nil
-}
-
-// scratchDir makes an empty scratch subdirectory name and binds it at at:
-// /box belongs to the run's user, /tmp and /dev/shm are sticky and open to
-// all, as usual.
-func (st *initState) scratchDir(name, at string) error {
-	path := fmt.Sprintf("/proc/self/fd/%d/%s", st.scratch, name)
-	if err := unix.Mkdirat(st.scratch, name, 0o700); err != nil {
-		return fmt.Errorf("scratch %s: %w", name, err)
+	if err == nil {
+		err = unix.Fchmodat(fd, "box", 0o755, 0)
 	}
-	var err error
-	if name == "box" {
-		if err = unix.Fchownat(st.scratch, name, st.uid, st.gid, unix.AT_SYMLINK_NOFOLLOW); err == nil {
-			err = unix.Fchmodat(st.scratch, name, 0o755, 0)
+	for _, d := range scratchDirs[1:] {
+		for step := range maxSteps {
+			name := d.name + strconv.Itoa(step)
+			if err == nil {
+				err = unix.Mkdirat(fd, name, 0o700)
+			}
+			if err == nil {
+				err = unix.Fchmodat(fd, name, 0o1777, 0)
+			}
 		}
-	} else {
-		err = unix.Fchmodat(st.scratch, name, 0o1777, 0)
 	}
 	if err != nil {
-		return fmt.Errorf("scratch %s: %w", name, err)
+		return fmt.Errorf("scratch: %w", err)
 	}
-	// A bind keeps the tmpfs's nosuid and nodev.
-	if err := unix.Mount(path, at, "", unix.MS_BIND, ""); err != nil {
+	return st.bindScratch("box", "/box")
+}
+
+// bindScratch binds scratch directory name at at; a bind keeps the tmpfs's
+// nosuid and nodev.
+func (st *initState) bindScratch(name, at string) error {
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d/%s", st.scratch, name), at, "", unix.MS_BIND, ""); err != nil {
 		return mountErr("scratch "+name, at, err)
 	}
 	return nil
 }
 
-// freshTmp empties /tmp and /dev/shm before a step: the compile step's
-// files are not the run's. Every process of the previous step is dead.
+// freshTmp gives a step its own empty /tmp and /dev/shm: the compile
+// step's files are not the run's. Every process of the previous step is
+// dead; its directories are removed if they can be (RemoveAll unlinks
+// symlinks rather than following them), else they stay, unreachable, until
+// the run's scratch goes.
 func (st *initState) freshTmp() error {
 	if st.scratch < 0 {
 		return errors.New("step: no scratch")
+	}
+	if st.step >= maxSteps {
+		return errors.New("step: more steps than a run has")
 	}
 	for _, d := range scratchDirs[1:] {
 		if err := unmountAll(d.at); err != nil {
 			return err
 		}
-		// RemoveAll unlinks symlinks rather than following them.
-		if err := os.RemoveAll(fmt.Sprintf("/proc/self/fd/%d/%s", st.scratch, d.name)); err != nil {
-			return fmt.Errorf("scratch %s: %w", d.name, err)
-		}
-		if err := st.scratchDir(d.name, d.at); err != nil {
+		if err := st.bindScratch(d.name+strconv.Itoa(st.step), d.at); err != nil {
 			return err
 		}
+		if st.step > 0 {
+			_ = os.RemoveAll(fmt.Sprintf("/proc/self/fd/%d/%s%d", st.scratch, d.name, st.step-1))
+		}
 	}
+	st.step++
 	return nil
 }
 

@@ -37,9 +37,11 @@ var maskedPaths = []string{"/usr/local/etc"}
 // that tell it about the host or its other tenants: interrupt and timer
 // counts (a timing side channel on other users' activity), kernel symbols
 // and configuration, I/O and memory maps, keys, SysRq. A file is covered by
-// an empty read-only file (/dev/null), a directory by an empty read-only
-// tmpfs; reads then see nothing, as under Docker's default masks. What
-// runtimes do read (cpuinfo, meminfo, stat, self, sys) stays.
+// a read-only bind of /dev/null, which the mount's nodev makes unopenable
+// (EACCES), a directory by an empty read-only tmpfs, as Docker's default
+// masks do. What runtimes do read (cpuinfo, meminfo, stat, self, sys)
+// stays, and with it host-wide counts that these files only detail
+// (/proc/stat's intr and softirq lines, loadavg, pressure).
 var maskedProc = []string{
 	"interrupts", "softirqs", "timer_list", "timer_stats", "sched_debug", "latency_stats",
 	"kallsyms", "kcore", "config.gz", "modules", "keys", "key-users", "sysrq-trigger",

@@ -12,6 +12,7 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #ifndef AF_VSOCK
@@ -52,6 +53,12 @@ int main(int argc, char **argv) {
 		report("personality_query", personality(0xffffffff));
 		report("setuid0", setuid(0));
 		report("open_shadow", open("/etc/shadow", O_RDONLY));
+		/* xattrs on tmpfs would store outside the scratch size */
+		int xf = open("/tmp/x", O_CREAT | O_WRONLY, 0644);
+		report("setxattr", setxattr("/tmp/x", "user.a", "v", 1, 0));
+		report("lsetxattr", lsetxattr("/tmp/x", "user.a", "v", 1, 0));
+		report("fsetxattr", fsetxattr(xf, "user.a", "v", 1, 0));
+		report("getxattr", getxattr("/tmp/x", "user.a", NULL, 0) == -1 && errno == ENODATA ? 0 : -1);
 		/* fork must still work */
 		pid_t p = fork();
 		if (p == 0) _exit(0);
