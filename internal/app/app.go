@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 	var periodic []*river.PeriodicJob
 	var w *worker.Worker
 	if roles&RoleWorker != 0 {
-		sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(cfg.DataDir, "jails"), Logger: logger})
+		sb, err := sandbox.New(sandbox.Config{Dir: filepath.Join(cfg.DataDir, "jails"), Logger: logger, MemoryCap: cfg.SandboxMemory})
 		if err != nil {
 			if roles == RoleWorker {
 				return startErr(cfg, "RUNBOX_DATA_DIR", fmt.Errorf("sandbox: %w", err))

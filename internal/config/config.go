@@ -40,6 +40,7 @@ type Config struct {
 	OutputBytes     int64
 	OutputKillBytes int64
 	ScratchBytes    int64
+	SandboxMemory   int64 // all jails together; 0: half the host's RAM
 	MaxSourceBytes  int64
 	MaxStdinBytes   int64
 
@@ -102,6 +103,7 @@ var Vars = []Var{
 	{"RUNBOX_OUTPUT_LIMIT", "64KiB", "stdout and stderr kept, each", worker},
 	{"RUNBOX_OUTPUT_KILL_LIMIT", "1MiB", "a program writing more than this to one stream is killed (OUTPUT_LIMIT_EXCEEDED)", worker},
 	{"RUNBOX_SCRATCH_SIZE", "32MiB", "writable scratch space of a run: `/box`, `/tmp` and `/dev/shm` together", worker},
+	{"RUNBOX_SANDBOX_MEMORY", "half the host's RAM", "memory of all jails on the host together (the limit of the `runbox` parent cgroup they share): it bounds memory a run pins past its end, which no run's own limit then covers", worker},
 	{"RUNBOX_MAX_SOURCE_BYTES", "64KiB", "largest source_code accepted", apiSrv},
 	{"RUNBOX_MAX_STDIN_BYTES", "64KiB", "largest stdin accepted", apiSrv},
 	{"RUNBOX_MAX_QUEUE_DEPTH", "10000", "queued executions beyond which runs are refused with 503 overloaded", apiSrv},
@@ -165,6 +167,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		OutputBytes:           p.bytes("RUNBOX_OUTPUT_LIMIT", 64<<10),
 		OutputKillBytes:       p.bytes("RUNBOX_OUTPUT_KILL_LIMIT", 1<<20),
 		ScratchBytes:          p.bytes("RUNBOX_SCRATCH_SIZE", 32<<20),
+		SandboxMemory:         p.bytes("RUNBOX_SANDBOX_MEMORY", 0),
 		MaxSourceBytes:        p.bytes("RUNBOX_MAX_SOURCE_BYTES", 64<<10),
 		MaxStdinBytes:         p.bytes("RUNBOX_MAX_STDIN_BYTES", 64<<10),
 		MaxQueueDepth:         int64(p.int("RUNBOX_MAX_QUEUE_DEPTH", 10000, 1, 1<<40)),
@@ -187,6 +190,9 @@ func Load(getenv func(string) string) (*Config, error) {
 	c.RescueAfter = p.duration("RUNBOX_RESCUE_AFTER", c.JobTimeout()+30*time.Second, time.Millisecond, 7*24*time.Hour)
 	if c.RescueAfter <= c.JobTimeout() {
 		p.add(errors.New("RUNBOX_RESCUE_AFTER must exceed the compile and run wall times plus 5s"))
+	}
+	if c.SandboxMemory > 0 && c.SandboxMemory < max(c.Run.MemoryBytes, c.Compile.MemoryBytes) {
+		p.add(errors.New("RUNBOX_SANDBOX_MEMORY must be at least the compile and run memory limits"))
 	}
 	// Absolute, so that the jails (mounted under it) and the SQLite file do
 	// not depend on where a later step of the process looks from.

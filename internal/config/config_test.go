@@ -69,6 +69,8 @@ func TestInvalidValuesAreRefusedWithoutEchoingThem(t *testing.T) {
 		{"RUNBOX_MAX_SOURCE_BYTES", "4MiB"}, // over the body limit: unreachable
 		{"RUNBOX_REQUEST_TIMEOUT", "10s"},
 		{"RUNBOX_RESCUE_AFTER", "1s"},
+		{"RUNBOX_SANDBOX_MEMORY", "512MiB"}, // below the compile limit
+		{"RUNBOX_SANDBOX_MEMORY", "lots"},
 		{"RUNBOX_API_KEYS_FILE", "/nonexistent/secret-path"},
 		{"RUNBOX_API_KEYS", ","},              // set, yet no key: auth would be off
 		{"RUNBOX_API_KEYS", "tenant-secret:"}, // an empty key

@@ -37,6 +37,8 @@ type cgroupFS interface {
 	create(name string, l Limits) (stepCgroup, error)
 	// parentDirs lists the parent directories (for tests and clean-up).
 	parentDirs() []string
+	// memoryLimitFile is the memory limit of the parent cgroup.
+	memoryLimitFile() string
 	// peakResettable reports whether a cgroup's peak memory can be reset,
 	// so that one cgroup can serve every step of a jail (v1; v2 from
 	// Linux 6.12, where memory.peak became writable).
@@ -108,52 +110,33 @@ func newCgroupFS(root string) (cgroupFS, error) {
 	if err != nil {
 		return nil, err
 	}
-	var fs cgroupFS
-	var limitFile string
 	if v == 2 {
-		c, err := newCgroupV2(root)
-		if err != nil {
-			return nil, err
-		}
-		fs, limitFile = c, filepath.Join(c.parent, "memory.max")
-	} else {
-		c, err := newCgroupV1(root)
-		if err != nil {
-			return nil, err
-		}
-		fs, limitFile = c, filepath.Join(c.parents["memory"], "memory.limit_in_bytes")
+		return newCgroupV2(root)
 	}
-	if err := capJails(limitFile); err != nil {
-		return nil, err
-	}
-	return fs, nil
+	return newCgroupV1(root)
 }
 
-// capJails bounds the memory of all jails together to half the host's RAM,
-// unless the parent cgroup already has a lower limit. Each step's cgroup has
-// its own limit, but a run can pin memory past its end (files passed over a
+// capJails sets the memory limit of the cgroup all jails share to capBytes,
+// or to half the host's RAM when capBytes is 0. Each step's cgroup has its
+// own limit, but a run can pin memory past its end (files passed over a
 // unix socket in a cycle, freed by the kernel's unix GC tens of seconds
 // later) and its jail is then retired (see release), so that memory is no
 // longer bounded by any live jail's limit; runs repeated fast enough could
 // exhaust the host. With the cap they exhaust only the jails' share, and
 // runs fail MEMORY_LIMIT_EXCEEDED until the kernel frees it.
-func capJails(limitFile string) error {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return err
+func capJails(limitFile string, capBytes int64) error {
+	if capBytes <= 0 {
+		b, err := os.ReadFile("/proc/meminfo")
+		if err != nil {
+			return err
+		}
+		kib := memTotalKiB(b)
+		if kib <= 0 {
+			return errors.New("no MemTotal in /proc/meminfo")
+		}
+		capBytes = kib * 1024 / 2
 	}
-	kib := memTotalKiB(b)
-	if kib <= 0 {
-		return errors.New("sandbox: no MemTotal in /proc/meminfo")
-	}
-	budget := kib * 1024 / 2
-	if cur, err := readInt(limitFile); err == nil && cur >= 0 && cur <= budget {
-		return nil
-	}
-	if err := writeFile(limitFile, strconv.FormatInt(budget, 10)); err != nil {
-		return fmt.Errorf("sandbox: cap the jails' memory: %w", err)
-	}
-	return nil
+	return writeFile(limitFile, strconv.FormatInt(capBytes, 10))
 }
 
 func writeFile(path, value string) error {
@@ -286,6 +269,10 @@ func newCgroupV1(root string) (*cgroupV1, error) {
 func (c *cgroupV1) version() int { return 1 }
 
 func (c *cgroupV1) peakResettable() bool { return true }
+
+func (c *cgroupV1) memoryLimitFile() string {
+	return filepath.Join(c.parents["memory"], "memory.limit_in_bytes")
+}
 
 func (c *cgroupV1) parentDirs() []string {
 	var d []string
@@ -429,8 +416,9 @@ func newCgroupV2(root string) (*cgroupV2, error) {
 	return &cgroupV2{parent: parent}, nil
 }
 
-func (c *cgroupV2) version() int         { return 2 }
-func (c *cgroupV2) parentDirs() []string { return []string{c.parent} }
+func (c *cgroupV2) version() int            { return 2 }
+func (c *cgroupV2) parentDirs() []string    { return []string{c.parent} }
+func (c *cgroupV2) memoryLimitFile() string { return filepath.Join(c.parent, "memory.max") }
 
 func (c *cgroupV2) peakResettable() bool {
 	fi, err := os.Stat(filepath.Join(c.parent, "memory.peak"))

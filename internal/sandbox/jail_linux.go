@@ -117,6 +117,10 @@ type Config struct {
 	// use); 0 means 2 per CPU. Execute never waits for the pool: when it
 	// is empty, a jail is prepared inline.
 	PoolSize int
+	// MemoryCap bounds the memory of all jails on the host together (the
+	// limit of the parent cgroup they share; the last Sandbox to start
+	// sets it); 0 means half the host's RAM. See capJails.
+	MemoryCap int64
 	// cgroupPerStep (tests only) gives every step a fresh cgroup even
 	// where the kernel can reset one, so that the path of kernels that
 	// cannot is tested on this one.
@@ -185,6 +189,10 @@ func New(cfg Config) (*Sandbox, error) {
 	cg, err := newCgroupFS(cgroupRoot)
 	if err != nil {
 		return nil, err
+	}
+	if err := capJails(cg.memoryLimitFile(), cfg.MemoryCap); err != nil {
+		// Defence in depth: every step's cgroup is limited regardless.
+		log.Warn("sandbox: jails' memory not capped", "err", err)
 	}
 	s := &Sandbox{prefix: randomID()[:8], dir: cfg.Dir, log: log, cg: cg, stop: make(chan struct{}),
 		jailCgroup: cg.peakResettable() && !cfg.cgroupPerStep}

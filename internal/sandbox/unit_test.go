@@ -202,23 +202,22 @@ func TestCgroupFileParsing(t *testing.T) {
 	if s.shmem() != 65536 {
 		t.Errorf("memory.stat shmem = %d", s.shmem())
 	}
-	// The jails' cap: set where there is no lower limit, kept where there is.
+	// The jails' cap: half the host's RAM by default, else as configured.
 	limit := filepath.Join(d, "memory.limit_in_bytes")
-	if err := capJails(limit); err != nil {
+	if err := capJails(limit, 0); err != nil {
 		t.Fatal(err)
 	}
-	capped, _ := readInt(limit)
-	if capped <= 0 || capped >= 1<<50 {
-		t.Errorf("jails' cap %d", capped)
+	if capped, _ := readInt(limit); capped <= 0 || capped >= 1<<50 {
+		t.Errorf("jails' default cap %d", capped)
 	}
-	if err := os.WriteFile(limit, []byte("1048576\n"), 0o644); err != nil {
+	if err := os.WriteFile(limit, []byte("max\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := capJails(limit); err != nil {
+	if err := capJails(limit, 3<<30); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := readInt(limit); n != 1048576 {
-		t.Errorf("an administrator's lower limit became %d", n)
+	if n, _ := readInt(limit); n != 3<<30 {
+		t.Errorf("jails' cap %d, want 3 GiB", n)
 	}
 	if s.memoryPeak() != 4096 {
 		t.Errorf("memory.peak = %d", s.memoryPeak())
