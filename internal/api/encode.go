@@ -100,7 +100,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 	}
 	data, err := readBody(http.MaxBytesReader(w, r.Body, config.MaxBodyBytes), r.ContentLength)
 	if err == nil {
-		if len(bytes.TrimSpace(data)) == 0 {
+		if len(bytes.Trim(data, jsonSpace)) == 0 {
 			if emptyOK {
 				return nil
 			}
@@ -134,9 +134,11 @@ func decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) *apiErr
 }
 
 // readBody reads a whole body into one buffer of the announced size when
-// there is one (io.ReadAll would grow its way there, copying).
+// there is one (io.ReadAll would grow its way there, copying), but reserves
+// no more than a source's worth before the bytes arrive: a client announcing
+// 1 MiB and sending nothing must not hold 1 MiB of ours.
 func readBody(body io.Reader, contentLength int64) ([]byte, error) {
-	b := make([]byte, 0, max(contentLength, 0)+512)
+	b := make([]byte, 0, min(max(contentLength, 0), 64<<10)+512)
 	for {
 		n, err := body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -156,11 +158,15 @@ func readBody(body io.Reader, contentLength int64) ([]byte, error) {
 // body's top-level object: a field given twice (the last would win, so two
 // layers reading the same body could disagree on what was sent) and a name
 // that matches a field only when case is ignored ("Source_Code"). v is a
-// pointer to the request struct. A body that is not an object, or not
-// valid JSON, is left for the decoder to refuse.
+// pointer to the request struct. A body that is not an object is refused
+// here; one that is not valid JSON is left for the decoder to refuse.
 func checkFieldNames(data []byte, v any) *apiError {
 	keys, ok := topLevelKeys(data)
 	if !ok {
+		if i := skipSpace(data, 0); i < len(data) && data[i] != '{' {
+			// json.Unmarshal would take null as an empty request.
+			return errorf(http.StatusBadRequest, "invalid_request", "request body must be a JSON object")
+		}
 		return nil
 	}
 	known := jsonNames(reflect.TypeOf(v).Elem())
@@ -223,6 +229,10 @@ func topLevelKeys(data []byte) (keys []string, ok bool) {
 		}
 	}
 }
+
+// jsonSpace is what JSON allows between tokens (bytes.TrimSpace would also
+// take Unicode spaces, which make a body invalid).
+const jsonSpace = " \t\n\r"
 
 func skipSpace(data []byte, i int) int {
 	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {

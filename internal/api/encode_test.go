@@ -70,3 +70,19 @@ func FuzzTopLevelKeys(f *testing.F) {
 		}
 	})
 }
+
+// TestReadBodyReservesLittleAhead: a client announcing 1 MiB and sending
+// two bytes (or nothing, holding the connection) gets no 1 MiB buffer.
+func TestReadBodyReservesLittleAhead(t *testing.T) {
+	b, err := readBody(bytes.NewReader([]byte("{}")), 1<<20)
+	if err != nil || string(b) != "{}" {
+		t.Fatalf("%q %v", b, err)
+	}
+	if cap(b) > 65<<10 {
+		t.Errorf("reserved %d bytes for a body that announced 1 MiB", cap(b))
+	}
+	big := bytes.Repeat([]byte("x"), 300<<10)
+	if b, err := readBody(bytes.NewReader(big), int64(len(big))); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("a 300 KiB body: %d bytes, %v", len(b), err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -132,7 +133,9 @@ func (s *server) getExecution() http.Handler {
 		wait := time.Duration(0)
 		if v := r.URL.Query().Get("wait"); v != "" {
 			n, err := strconv.ParseFloat(v, 64)
-			if err != nil || n < 0 || n > 30 {
+			// Plain decimals only: ParseFloat also takes NaN, Inf, hex
+			// floats and digit separators.
+			if err != nil || strings.Trim(v, "0123456789.") != "" || n < 0 || n > 30 {
 				writeProblem(w, errorf(http.StatusBadRequest, "invalid_request", "wait must be a number of seconds from 0 to 30"))
 				return
 			}
