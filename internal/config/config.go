@@ -119,8 +119,8 @@ var Vars = []Var{
 	{"RUNBOX_MAX_ATTEMPTS", "3", "attempts of an execution whose failure is not the program's (sandbox or infrastructure) before FAILED INTERNAL_ERROR", worker},
 	{"RUNBOX_SHUTDOWN_GRACE", "30s", "time in-flight requests and runs get to finish on SIGTERM", server},
 	{"RUNBOX_REQUEST_TIMEOUT", "35s", "upper bound of one HTTP request (long-polls included)", apiSrv},
-	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged", server},
-	{"RUNBOX_IDLE_SESSION_TTL", "720h", "ACTIVE sessions neither saved nor run for this long, with no run in flight, are purged with their executions (they then answer 404)", server},
+	{"RUNBOX_RETENTION", "168h", "executions finished and sessions closed longer ago are purged (by the workers)", worker},
+	{"RUNBOX_IDLE_SESSION_TTL", "720h", "ACTIVE sessions neither saved nor run (no run queued or ended) for this long, with no run in flight, are purged with their executions (they then answer 404; by the workers)", worker},
 	{"RUNBOX_RESCUE_AFTER", "compile + run wall time + 35s", "a run still RUNNING this long is presumed orphaned by a dead worker and re-queued (it must exceed the longest allowed run)", worker},
 	{"RUNBOX_FETCH_POLL_INTERVAL", "5ms for a `runbox worker` on SQLite, else 1s", "how often idle workers look for new jobs; PostgreSQL wakes them on insert (LISTEN/NOTIFY), and so does `serve` on SQLite (the API wakes its own workers when a run commits); a SQLite worker in another process relies on this poll of the local file (about 3 % of a core while idle; raise it to trade latency for idle CPU)", worker},
 }

@@ -91,6 +91,11 @@ const (
 	lockKeyMigrateAll int64 = 0x72756e626f780002
 )
 
+// lockClassClient is the first key of the two-key advisory locks (a space
+// apart from the one-key locks above) that serialize a client's new runs,
+// the second being a hash of the client (see CreateExecution).
+const lockClassClient int64 = 0x72756e62 // "runb"
+
 // Migrate creates or upgrades runbox's own tables, in one transaction.
 func (s *sqlStore) Migrate(ctx context.Context) error {
 	return s.migrate(ctx)

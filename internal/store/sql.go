@@ -499,10 +499,25 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 		// Lock the session row: runs of one session serialize here, so the
 		// in-flight count and the snapshot are race-free. (SQLite: the
 		// transaction already holds the database's write lock.)
+		// With a client cap on PostgreSQL, the client's runs serialize too,
+		// on an advisory lock taken in the same statement: the count in the
+		// insert below, a later statement, then sees every run of the
+		// client committed before (each transaction's own snapshot would
+		// let concurrent runs of other sessions all pass the cap).
+		clientLock, lockArgs := "", []any{e.SessionID, e.Tenant}
+		if s.d.postgres && caps.Client > 0 {
+			clientLock = `, pg_advisory_xact_lock(` + strconv.FormatInt(lockClassClient, 10) + `, hashtext($3))::text`
+			lockArgs = append(lockArgs, e.Client)
+		}
 		var status, lang, src string
+		var locked sql.NullString
+		dest := []any{&status, &lang, &src}
+		if clientLock != "" {
+			dest = append(dest, &locked)
+		}
 		err := tx.QueryRowContext(ctx,
-			`SELECT status, language, source_code FROM sessions WHERE id = $1 AND tenant = $2`+s.d.forUpdate,
-			e.SessionID, e.Tenant).Scan(&status, &lang, &src)
+			`SELECT status, language, source_code`+clientLock+` FROM sessions WHERE id = $1 AND tenant = $2`+s.d.forUpdate,
+			lockArgs...).Scan(dest...)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrSessionNotFound
 		}
@@ -875,8 +890,8 @@ func (s *sqlStore) PurgeBefore(ctx context.Context, cutoff, idleCutoff time.Time
 const idlePurgeBatch = 500
 
 // purgeIdleBatch deletes up to idlePurgeBatch idle sessions - ACTIVE, not
-// saved since idle, no run queued since and none in flight - with their
-// executions, and returns the rows deleted. A run being accepted for one
+// saved since idle, no run queued or finished since and none in flight -
+// with their executions, and returns the rows deleted. A run being accepted for one
 // of them must not be lost: on PostgreSQL the sessions are locked first
 // (a session a run holds is skipped), and the deletes that follow see, in
 // snapshots taken after the locks, every run committed before; a run not
@@ -893,7 +908,7 @@ func (s *sqlStore) purgeIdleBatch(ctx context.Context, idle int64) (int64, error
 			lock = " FOR UPDATE OF s SKIP LOCKED"
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT s.id FROM sessions s WHERE s.status = 'ACTIVE' AND s.updated_at < $1 AND NOT EXISTS (
-			SELECT 1 FROM executions e WHERE e.session_id = s.id AND (e.queued_at >= $1 OR e.status IN ('QUEUED', 'RUNNING')))
+			SELECT 1 FROM executions e WHERE e.session_id = s.id AND (e.queued_at >= $1 OR e.finished_at >= $1 OR e.status IN ('QUEUED', 'RUNNING')))
 			LIMIT `+strconv.Itoa(idlePurgeBatch)+lock, idle)
 		if err != nil {
 			return err
@@ -923,7 +938,7 @@ func (s *sqlStore) purgeIdleBatch(ctx context.Context, idle int64) (int64, error
 			// Checked again: a run may have committed between the select's
 			// snapshot and its lock.
 			`DELETE FROM executions WHERE session_id IN (` + list + `) AND session_id NOT IN (
-				SELECT session_id FROM executions WHERE session_id IN (` + list + `) AND (queued_at >= $1 OR status IN ('QUEUED', 'RUNNING')))`,
+				SELECT session_id FROM executions WHERE session_id IN (` + list + `) AND (queued_at >= $1 OR finished_at >= $1 OR status IN ('QUEUED', 'RUNNING')))`,
 			`DELETE FROM sessions WHERE id IN (` + list + `) AND status = 'ACTIVE' AND updated_at < $1 AND NOT EXISTS (
 				SELECT 1 FROM executions e WHERE e.session_id = sessions.id)`,
 		} {

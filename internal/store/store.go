@@ -77,10 +77,8 @@ type Store interface {
 	// session it returns the existing execution and created=false without
 	// calling enqueue, or ErrIdempotencyReused when the request hash differs.
 	// It returns ErrTooManyInflight when the session already has
-	// caps.Session QUEUED or RUNNING executions (checked under a lock, not
-	// racy), and ErrClientBacklog when e.Client already has caps.Client
-	// (runs of other sessions racing with this one may overshoot it by
-	// their number).
+	// caps.Session QUEUED or RUNNING executions, and ErrClientBacklog when
+	// e.Client already has caps.Client (both checked under locks, not racy).
 	CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, enqueue TxFunc) (stored *execution.Execution, created bool, err error)
 	GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error)
 	// ExecutionByKey returns the tenant's execution of the session accepted

@@ -419,10 +419,14 @@ func testInflightCap(t *testing.T, s store.Store) {
 func testClientBacklog(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	caps := store.InflightCaps{Session: 2, Client: 3}
+	var hold time.Duration // inside each run's transaction, after its insert
 	runAs := func(ss *session.Session, client string) error {
 		e := newExec(ss, "", "h")
 		e.Client = client
-		_, _, err := s.CreateExecution(ctx, e, caps, nil)
+		_, _, err := s.CreateExecution(ctx, e, caps, func(context.Context, *sql.Tx) error {
+			time.Sleep(hold)
+			return nil
+		})
 		return err
 	}
 	a, b, c := NewSession(t, s, "t"), NewSession(t, s, "t"), NewSession(t, s, "t")
@@ -453,8 +457,33 @@ func testClientBacklog(t *testing.T, s store.Store) {
 	if err := runAs(b, "alice"); err != nil {
 		t.Fatalf("after one finished: %v", err)
 	}
+	// Concurrent runs of one client over many sessions: exactly its cap
+	// (on PostgreSQL each transaction's snapshot alone would let them all
+	// pass).
+	caps.Client, hold = 5, 20*time.Millisecond // transactions overlap
+	var accepted, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 24 {
+		ss := NewSession(t, s, "t")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := runAs(ss, "carol"); {
+			case err == nil:
+				accepted.Add(1)
+			case errors.Is(err, store.ErrClientBacklog):
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if accepted.Load() != 5 || refused.Load() != 19 {
+		t.Errorf("concurrent runs at a cap of 5: %d accepted, %d refused", accepted.Load(), refused.Load())
+	}
 	// No bound.
-	caps.Client = 0
+	caps.Client, hold = 0, 0
 	if err := runAs(c, "alice"); err != nil {
 		t.Fatalf("without a client bound: %v", err)
 	}
@@ -908,7 +937,20 @@ func testPurge(t *testing.T, s store.Store) {
 	if _, err := s.StartAttempt(ctx, ranOld.ID, 1, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishAttempt(ctx, ranOld.ID, 1, okResult(), recent); err != nil {
+	if err := s.FinishAttempt(ctx, ranOld.ID, 1, okResult(), old); err != nil {
+		t.Fatal(err)
+	}
+	// A run queued before the cutoff that ended after it: run recently.
+	ranLong := NewSession(t, s, "t")
+	long := newExec(ranLong, "", "h")
+	long.QueuedAt = old
+	if _, _, err := s.CreateExecution(ctx, long, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartAttempt(ctx, long.ID, 1, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishAttempt(ctx, long.ID, 1, okResult(), recent); err != nil {
 		t.Fatal(err)
 	}
 	inflight := NewSession(t, s, "t")
@@ -937,7 +979,7 @@ func testPurge(t *testing.T, s store.Store) {
 	if _, err := s.GetExecution(ctx, "t", ranOld.ID); !errors.Is(err, store.ErrExecutionNotFound) {
 		t.Fatalf("the run of an idle session survived: %v", err)
 	}
-	for _, id := range []uuid.UUID{live.ID, inflight.ID, saved.ID, closedNew.ID} {
+	for _, id := range []uuid.UUID{live.ID, inflight.ID, saved.ID, closedNew.ID, ranLong.ID} {
 		if _, err := s.GetSession(ctx, "t", id); err != nil {
 			t.Fatalf("session %v purged: %v", id, err)
 		}
