@@ -927,38 +927,33 @@ func testPurge(t *testing.T, s store.Store) {
 	// Idle ACTIVE sessions: every session above was saved at t0, long
 	// before cutoff. live is kept by its runs queued since cutoff (and by
 	// the one in flight).
+	// runOf queues a run of ss at queued and, unless finished is zero,
+	// runs it to completion then.
+	runOf := func(ss *session.Session, queued, finished time.Time) *execution.Execution {
+		e := newExec(ss, "", "h")
+		e.QueuedAt = queued
+		if _, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if finished.IsZero() {
+			return e
+		}
+		if _, err := s.StartAttempt(ctx, e.ID, 1, queued); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FinishAttempt(ctx, e.ID, 1, okResult(), finished); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
 	idleNever := NewSession(t, s, "t")
 	idleRan := NewSession(t, s, "t")
-	ranOld := newExec(idleRan, "", "h")
-	ranOld.QueuedAt = old
-	if _, _, err := s.CreateExecution(ctx, ranOld, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.StartAttempt(ctx, ranOld.ID, 1, old); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.FinishAttempt(ctx, ranOld.ID, 1, okResult(), old); err != nil {
-		t.Fatal(err)
-	}
+	ranOld := runOf(idleRan, old, old)
 	// A run queued before the cutoff that ended after it: run recently.
 	ranLong := NewSession(t, s, "t")
-	long := newExec(ranLong, "", "h")
-	long.QueuedAt = old
-	if _, _, err := s.CreateExecution(ctx, long, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.StartAttempt(ctx, long.ID, 1, old); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.FinishAttempt(ctx, long.ID, 1, okResult(), recent); err != nil {
-		t.Fatal(err)
-	}
+	runOf(ranLong, old, recent)
 	inflight := NewSession(t, s, "t")
-	inflightExec := newExec(inflight, "", "h")
-	inflightExec.QueuedAt = old
-	if _, _, err := s.CreateExecution(ctx, inflightExec, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
-		t.Fatal(err)
-	}
+	inflightExec := runOf(inflight, old, time.Time{})
 	saved := &session.Session{ID: uuid.New(), Tenant: "t", Status: session.Active, Language: "python",
 		SourceCode: "x", Version: 7, CreatedAt: t0, UpdatedAt: recent}
 	if err := s.CreateSession(ctx, saved); err != nil {
