@@ -72,6 +72,11 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		if err := store.MigrateAll(ctx, st); err != nil {
 			return err
 		}
+	} else if err := store.CheckSchema(ctx, st); errors.Is(err, store.ErrSchemaBehind) {
+		// Every statement touching what a missing migration adds would
+		// fail; refusing to start says why at once. (A database not up
+		// yet is /readyz's to report.)
+		return err
 	}
 	langs, err := language.Load(cfg.LanguagesFile)
 	if err != nil {

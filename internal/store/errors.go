@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,4 +68,14 @@ func wrapErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return err
+}
+
+// isMissingTable reports whether err says a table does not exist: a
+// database no `runbox migrate` has run on.
+func isMissingTable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code == "42P01" // undefined_table
+	}
+	return strings.Contains(err.Error(), "no such table")
 }

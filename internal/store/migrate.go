@@ -150,6 +150,31 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 	return wrapErr(ctx, err)
 }
 
+// ErrSchemaBehind says that the database lacks migrations this binary's
+// statements need: `runbox migrate` must run first.
+var ErrSchemaBehind = errors.New("the database schema is older than this runbox: run `runbox migrate` first")
+
+// CheckSchema returns ErrSchemaBehind unless every migration of this binary
+// has been applied. A newer schema is fine: in a rolling upgrade the
+// database is migrated before the processes are replaced, and migrations
+// only add.
+func CheckSchema(ctx context.Context, st Store) error {
+	s, ok := st.(*sqlStore)
+	if !ok {
+		return errors.New("store: CheckSchema needs a store from Open")
+	}
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version <= $1`,
+		migrations[len(migrations)-1].version).Scan(&n)
+	if err != nil && !isMissingTable(err) {
+		return wrapErr(ctx, err)
+	}
+	if n < len(migrations) {
+		return ErrSchemaBehind
+	}
+	return nil
+}
+
 // MigrateAll migrates runbox's tables and River's. It is idempotent and safe
 // when several processes start at once: on PostgreSQL they serialize on an
 // advisory lock, on SQLite on an flock of a file next to the database.
