@@ -78,7 +78,8 @@ type Store interface {
 	// calling enqueue, or ErrIdempotencyReused when the request hash differs.
 	// It returns ErrTooManyInflight when the session already has
 	// caps.Session QUEUED or RUNNING executions, and ErrClientBacklog when
-	// e.Client already has caps.Client (both checked under locks, not racy).
+	// e.Client already has caps.Client (both checked under locks, not racy;
+	// see clientLockMargin for what that takes on PostgreSQL).
 	CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, enqueue TxFunc) (stored *execution.Execution, created bool, err error)
 	GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error)
 	// ExecutionByKey returns the tenant's execution of the session accepted
