@@ -191,8 +191,8 @@ func memTotalKiB(meminfo []byte) int64 {
 	return 0
 }
 
-// statValue reads key of a flat-keyed file; 0 when it cannot.
-func statValue(path, key string) int64 {
+// keyedValue reads key of a flat-keyed file; 0 when it cannot.
+func keyedValue(path, key string) int64 {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
@@ -361,16 +361,11 @@ func (s *stepV1) memoryPeak() int64 {
 }
 
 func (s *stepV1) oomKills() int64 {
-	b, err := os.ReadFile(filepath.Join(s.dirs["memory"], "memory.oom_control"))
-	if err != nil {
-		return 0
-	}
-	n, _ := parseKeyed(b, "oom_kill")
-	return n
+	return keyedValue(filepath.Join(s.dirs["memory"], "memory.oom_control"), "oom_kill")
 }
 
 func (s *stepV1) shmem() int64 {
-	return statValue(filepath.Join(s.dirs["memory"], "memory.stat"), "shmem")
+	return keyedValue(filepath.Join(s.dirs["memory"], "memory.stat"), "shmem")
 }
 
 func (s *stepV1) procs() []int {
@@ -521,15 +516,10 @@ func (s *stepV2) memoryPeak() int64 {
 }
 
 func (s *stepV2) oomKills() int64 {
-	b, err := os.ReadFile(filepath.Join(s.dir, "memory.events"))
-	if err != nil {
-		return 0
-	}
-	n, _ := parseKeyed(b, "oom_kill")
-	return n
+	return keyedValue(filepath.Join(s.dir, "memory.events"), "oom_kill")
 }
 
-func (s *stepV2) shmem() int64 { return statValue(filepath.Join(s.dir, "memory.stat"), "shmem") }
+func (s *stepV2) shmem() int64 { return keyedValue(filepath.Join(s.dir, "memory.stat"), "shmem") }
 
 func (s *stepV2) procs() []int { return readPids(filepath.Join(s.dir, "cgroup.procs")) }
 
