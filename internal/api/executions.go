@@ -143,10 +143,12 @@ func (s *server) getExecution() http.Handler {
 		}
 		// A client that already holds its share of long-polls is answered
 		// at once, with the execution as it is: it may poll again.
-		if client := clientKey(r); wait > 0 && s.waits.acquire(client) {
-			defer s.waits.release(client)
-		} else {
-			wait = 0
+		if wait > 0 {
+			if client := clientKey(r); s.waits.acquire(client) {
+				defer s.waits.release(client)
+			} else {
+				wait = 0
+			}
 		}
 		var ex *execution.Execution
 		var err error
