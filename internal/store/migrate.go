@@ -80,6 +80,20 @@ var migrations = []migration{
 		`ALTER TABLE executions ADD COLUMN client TEXT NOT NULL DEFAULT ''`,
 		`CREATE INDEX executions_client_inflight_idx ON executions (client) WHERE status IN ('QUEUED', 'RUNNING')`,
 	}},
+	{4, []string{
+		// The purges find sessions by touched_at, which an autosave moves
+		// only once an hour (see touchEvery), instead of updated_at, which
+		// it moves every time: an update that changes no indexed column is
+		// a HOT update on PostgreSQL, with no new index entries. Indexing
+		// updated_at made every save write three index entries and left
+		// dead ones that each next save of the session walked past.
+		`ALTER TABLE sessions ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0`,
+		`UPDATE sessions SET touched_at = updated_at`,
+		`DROP INDEX sessions_closed_updated_idx`,
+		`DROP INDEX sessions_active_updated_idx`,
+		`CREATE INDEX sessions_closed_touched_idx ON sessions (touched_at) WHERE status = 'CLOSED'`,
+		`CREATE INDEX sessions_active_touched_idx ON sessions (touched_at) WHERE status = 'ACTIVE'`,
+	}},
 }
 
 // Advisory lock keys (PostgreSQL): one for our migrations, one held by

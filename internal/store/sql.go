@@ -71,10 +71,13 @@ type sqlStore struct {
 	// attempt runs it; a lost completion of a recorded result makes the
 	// next attempt find the execution settled. On SQLite it is db.
 	queue *sql.DB
-	d     dialect
-	url   string        // PostgreSQL: for the LISTEN connection
-	path  string        // SQLite: the database file
-	ckpt  *checkpointer // SQLite: see checkpoint.go
+	// batchedSaves writes autosaves on PostgreSQL (see savebatch.go); nil
+	// on SQLite.
+	batchedSaves *saveBatcher
+	d            dialect
+	url          string        // PostgreSQL: for the LISTEN connection
+	path         string        // SQLite: the database file
+	ckpt         *checkpointer // SQLite: see checkpoint.go
 }
 
 // Open opens the database named by url: "" → SQLite file "runbox.db" under
@@ -216,6 +219,7 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.batchedSaves = startSaveBatcher(s.saves)
 	return s, nil
 }
 
@@ -225,6 +229,9 @@ func (s *sqlStore) Driver() string   { return s.d.name }
 func (s *sqlStore) Close() error {
 	if s.ckpt != nil {
 		s.ckpt.Close()
+	}
+	if s.batchedSaves != nil {
+		s.batchedSaves.close()
 	}
 	for _, extra := range []*sql.DB{s.saves, s.queue, s.reads} {
 		if extra != s.db {
@@ -281,6 +288,21 @@ func nowIfZero(t time.Time) time.Time {
 
 // ---- sessions ----
 
+// touchEvery is how stale touched_at may grow before a save moves it.
+// touched_at is a session's last save, close or creation rounded down by
+// up to this much (or older, if a process of an older release wrote it):
+// never later than updated_at, so "touched_at < t" finds every session
+// with "updated_at < t", which the purges then check exactly. Moving it
+// rarely keeps autosaves from changing an indexed column (migration 4).
+const touchEvery = time.Hour
+
+// touch is the SET expression that moves column to now (an SQL
+// expression in microseconds) once it is touchEvery old.
+func touch(column, now string) string {
+	return column + " = CASE WHEN " + column + " <= " + now + " - " + strconv.FormatInt(touchEvery.Microseconds(), 10) +
+		" THEN " + now + " ELSE " + column + " END"
+}
+
 const sessionCols = `id, tenant, status, language, source_code, version, created_at, updated_at`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -315,7 +337,7 @@ func (s *sqlStore) CreateSession(ctx context.Context, ss *session.Session) error
 		ss.UpdatedAt = ss.CreatedAt
 	}
 	ss.SourceCode = clean(ss.SourceCode)
-	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	_, err := s.db.ExecContext(ctx, `INSERT INTO sessions (`+sessionCols+`, touched_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
 		ss.ID, ss.Tenant, string(ss.Status), ss.Language, ss.SourceCode, ss.Version, toDB(ss.CreatedAt), toDB(ss.UpdatedAt))
 	if err != nil {
 		return wrapErr(ctx, err)
@@ -336,7 +358,17 @@ func (s *sqlStore) GetSession(ctx context.Context, tenant string, id uuid.UUID) 
 
 func (s *sqlStore) UpdateSession(ctx context.Context, tenant string, id uuid.UUID, p session.Patch, now time.Time) (*session.Session, error) {
 	now = nowIfZero(now)
-	set := []string{"version = version + 1", "updated_at = $3"}
+	if s.batchedSaves != nil {
+		res := s.batchedSaves.save(ctx, &saveRequest{tenant: tenant, id: id, patch: p, now: now})
+		switch {
+		case res.err != nil:
+			return nil, res.err
+		case res.s != nil:
+			return res.s, nil
+		}
+		return nil, s.whyNotSaved(ctx, tenant, id)
+	}
+	set := []string{"version = version + 1", "updated_at = $3", touch("touched_at", "$3")}
 	args := []any{id, tenant, toDB(now)}
 	if p.SourceCode != nil {
 		args = append(args, clean(*p.SourceCode))
@@ -366,20 +398,24 @@ func (s *sqlStore) UpdateSession(ctx context.Context, tenant string, id uuid.UUI
 	if !errors.Is(err, sql.ErrNoRows) {
 		return nil, wrapErr(ctx, err)
 	}
-	// Nothing updated: say why.
+	return nil, s.whyNotSaved(ctx, tenant, id)
+}
+
+// whyNotSaved names why an autosave updated nothing.
+func (s *sqlStore) whyNotSaved(ctx context.Context, tenant string, id uuid.UUID) error {
 	cur, err := s.GetSession(ctx, tenant, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if cur.Status == session.Closed {
-		return nil, ErrSessionClosed
+		return ErrSessionClosed
 	}
-	return nil, ErrVersionConflict
+	return ErrVersionConflict
 }
 
 func (s *sqlStore) CloseSession(ctx context.Context, tenant string, id uuid.UUID, now time.Time) error {
 	res, err := s.db.ExecContext(ctx,
-		`UPDATE sessions SET status = 'CLOSED', updated_at = $3 WHERE id = $1 AND tenant = $2 AND status = 'ACTIVE'`,
+		`UPDATE sessions SET status = 'CLOSED', updated_at = $3, touched_at = $3 WHERE id = $1 AND tenant = $2 AND status = 'ACTIVE'`,
 		id, tenant, toDB(nowIfZero(now)))
 	if err != nil {
 		return wrapErr(ctx, err)
@@ -870,8 +906,8 @@ func (s *sqlStore) PurgeBefore(ctx context.Context, cutoff, idleCutoff time.Time
 		total = 0
 		for _, q := range []string{
 			`DELETE FROM executions WHERE finished_at < $1 AND status IN ('COMPLETED', 'FAILED', 'TIMEOUT')`,
-			`DELETE FROM executions WHERE session_id IN (SELECT id FROM sessions WHERE status = 'CLOSED' AND updated_at < $1)`,
-			`DELETE FROM sessions WHERE status = 'CLOSED' AND updated_at < $1`,
+			`DELETE FROM executions WHERE session_id IN (SELECT id FROM sessions WHERE status = 'CLOSED' AND touched_at < $1 AND updated_at < $1)`,
+			`DELETE FROM sessions WHERE status = 'CLOSED' AND touched_at < $1 AND updated_at < $1`,
 		} {
 			n, err := execCount(ctx, tx, q, c)
 			if err != nil {
@@ -922,7 +958,7 @@ func (s *sqlStore) purgeIdleBatch(ctx context.Context, idle int64) (int64, error
 		if s.d.postgres {
 			lock = " FOR UPDATE OF s SKIP LOCKED"
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT s.id FROM sessions s WHERE s.status = 'ACTIVE' AND s.updated_at < $1 AND NOT EXISTS (
+		rows, err := tx.QueryContext(ctx, `SELECT s.id FROM sessions s WHERE s.status = 'ACTIVE' AND s.touched_at < $1 AND s.updated_at < $1 AND NOT EXISTS (
 			SELECT 1 FROM executions e WHERE e.session_id = s.id AND (e.queued_at >= $1 OR e.finished_at >= $1 OR e.status IN ('QUEUED', 'RUNNING')))
 			LIMIT `+strconv.Itoa(idlePurgeBatch)+lock, idle)
 		if err != nil {

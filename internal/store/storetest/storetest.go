@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, opts ...Options) {
 		{"Sessions", testSessions},
 		{"UpdateSession", testUpdateSession},
 		{"ConcurrentAutosave", testConcurrentAutosave},
+		{"AutosavesOfManySessions", testAutosavesOfManySessions},
 		{"CloseSession", testCloseSession},
 		{"CreateExecutionSnapshot", testSnapshot},
 		{"EnqueueInTransaction", testEnqueueInTx},
@@ -866,6 +867,64 @@ func testQueueDepth(t *testing.T, s store.Store) {
 	}
 }
 
+// testAutosavesOfManySessions: saves of many sessions at once (which
+// PostgreSQL writes in batches) each get their own session's answer: its
+// new version and source, or the error that save alone would get.
+func testAutosavesOfManySessions(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	const sessions, saves = 24, 15
+	closed := NewSession(t, s, "t")
+	if err := s.CloseSession(ctx, "t", closed.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range sessions {
+		ss := NewSession(t, s, "t")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			version := ss.Version
+			for i := range saves {
+				src := fmt.Sprintf("session %d save %d", w, i)
+				var err error
+				switch i % 5 {
+				case 1: // a stale If-Match
+					_, err = s.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: ptr("stale"), IfMatch: []int64{1}}, time.Now())
+					wantErr(t, "stale If-Match", err, store.ErrVersionConflict)
+				case 2: // the closed session, another tenant, an unknown id
+					_, err = s.UpdateSession(ctx, "t", closed.ID, session.Patch{SourceCode: ptr(src)}, time.Now())
+					wantErr(t, "closed session", err, store.ErrSessionClosed)
+					_, err = s.UpdateSession(ctx, "u", ss.ID, session.Patch{SourceCode: ptr(src)}, time.Now())
+					wantErr(t, "other tenant", err, store.ErrSessionNotFound)
+					_, err = s.UpdateSession(ctx, "t", uuid.New(), session.Patch{SourceCode: ptr(src)}, time.Now())
+					wantErr(t, "unknown id", err, store.ErrSessionNotFound)
+				default:
+					want := version + 1
+					ifMatch := []int64{version}
+					if i%5 == 3 { // no condition, and a language change
+						ifMatch = nil
+					}
+					lang := map[bool]string{true: "c", false: "python"}[i%2 == 0]
+					got, err := s.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: ptr(src), Language: ptr(lang), IfMatch: ifMatch}, time.Now())
+					if err != nil {
+						t.Errorf("session %d save %d: %v", w, i, err)
+						return
+					}
+					if got.ID != ss.ID || got.Version != want || got.SourceCode != src || got.Language != lang {
+						t.Errorf("session %d save %d answered %+v, want version %d", w, i, got, want)
+						return
+					}
+					version = want
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if got, err := s.GetSession(ctx, "t", closed.ID); err != nil || got.Version != closed.Version || got.SourceCode != closed.SourceCode {
+		t.Fatalf("the closed session changed: %+v %v", got, err)
+	}
+}
+
 func testPurge(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	cutoff := time.Now()
@@ -959,6 +1018,16 @@ func testPurge(t *testing.T, s store.Store) {
 	if err := s.CreateSession(ctx, saved); err != nil {
 		t.Fatal(err)
 	}
+	// Saved just after the cutoff, minutes after it was created: too soon
+	// for the save to move what the purge's index holds (touched_at).
+	savedSoon := &session.Session{ID: uuid.New(), Tenant: "t", Status: session.Active, Language: "python",
+		SourceCode: "x", CreatedAt: cutoff.Add(-10 * time.Minute)}
+	if err := s.CreateSession(ctx, savedSoon); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateSession(ctx, "t", savedSoon.ID, session.Patch{SourceCode: ptr("y")}, cutoff.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	n, err = s.PurgeBefore(ctx, cutoff, cutoff)
 	if err != nil {
 		t.Fatal(err)
@@ -974,7 +1043,7 @@ func testPurge(t *testing.T, s store.Store) {
 	if _, err := s.GetExecution(ctx, "t", ranOld.ID); !errors.Is(err, store.ErrExecutionNotFound) {
 		t.Fatalf("the run of an idle session survived: %v", err)
 	}
-	for _, id := range []uuid.UUID{live.ID, inflight.ID, saved.ID, closedNew.ID, ranLong.ID} {
+	for _, id := range []uuid.UUID{live.ID, inflight.ID, saved.ID, savedSoon.ID, closedNew.ID, ranLong.ID} {
 		if _, err := s.GetSession(ctx, "t", id); err != nil {
 			t.Fatalf("session %v purged: %v", id, err)
 		}
