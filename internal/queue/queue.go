@@ -104,6 +104,9 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 
 // Enqueue inserts the job of an execution inside tx.
 func (q *Queue) Enqueue(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error {
+	if q.pool != nil {
+		return q.enqueuePostgres(ctx, tx, executionID)
+	}
 	_, err := q.client.InsertTx(ctx, tx, ExecuteArgs{ExecutionID: executionID}, &river.InsertOpts{MaxAttempts: q.max})
 	return err
 }
