@@ -102,13 +102,9 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 	return q, nil
 }
 
-// Enqueue inserts the job of an execution inside tx.
+// Enqueue inserts the job of an execution inside tx (see insert.go).
 func (q *Queue) Enqueue(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error {
-	if q.pool != nil {
-		return q.enqueuePostgres(ctx, tx, executionID)
-	}
-	_, err := q.client.InsertTx(ctx, tx, ExecuteArgs{ExecutionID: executionID}, &river.InsertOpts{MaxAttempts: q.max})
-	return err
+	return q.insertJob(ctx, tx, executionID)
 }
 
 // Wake tells this process's workers that a job was just committed, so that
