@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -62,10 +63,14 @@ type Options struct {
 	Workers     int     // -url: the server's worker count (to occupy them all)
 	Inflight    int     // -url: the server's RUNBOX_MAX_INFLIGHT_PER_SESSION
 	Saturate    bool
+	Phases      map[string]bool // of allPhases; the bare baseline always runs
 	Quick       bool
 	JSON        string
 	ServerEnv   map[string]string // extra RUNBOX_* for the embedded server
 }
+
+// allPhases are the phases after the bare baseline, in the order they run.
+var allPhases = []string{"sandbox", "e2e", "throughput", "saturation"}
 
 type envFlag map[string]string
 
@@ -83,7 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs := flag.NewFlagSet("runbox-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &Options{ServerEnv: map[string]string{}}
-	var drivers, clients string
+	var drivers, clients, phases string
 	fs.StringVar(&o.URL, "url", "", "benchmark the runbox at this URL instead of an embedded server")
 	fs.StringVar(&o.APIKey, "api-key", "", "with -url: Bearer key")
 	fs.StringVar(&o.DatabaseURL, "database-url", "", `embedded server: "" = SQLite, postgres://… = a fresh database created on that server (dropped afterwards)`)
@@ -93,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "duration of each throughput or saturation phase")
 	fs.IntVar(&o.Backlog, "backlog", 100000, "queued runs during the saturation phase")
 	fs.StringVar(&clients, "clients", "2,8,32", "concurrent clients of the throughput phases")
+	fs.StringVar(&phases, "phases", strings.Join(allPhases, ","), "comma-separated phases to run after the bare baseline")
 	fs.IntVar(&o.Posters, "posters", 4, "concurrent POST /run clients sending back to back in the saturation phase")
 	fs.Float64Var(&o.PostRate, "post-rate", 100, "POST /run per second of the saturation phase's paced (open-loop) measurement")
 	fs.IntVar(&o.Autosavers, "autosavers", 16, "concurrent autosave clients (one session each) in the saturation phase")
@@ -114,6 +120,15 @@ func parseFlags(args []string, stderr io.Writer) (*Options, error) {
 				return nil, fmt.Errorf("unknown driver %q", d)
 			}
 			o.Drivers = append(o.Drivers, d)
+		}
+	}
+	o.Phases = map[string]bool{}
+	for _, p := range strings.Split(phases, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			if !slices.Contains(allPhases, p) {
+				return nil, fmt.Errorf("unknown phase %q (want some of %s)", p, strings.Join(allPhases, ","))
+			}
+			o.Phases[p] = true
 		}
 	}
 	for _, c := range strings.Split(clients, ",") {

@@ -88,7 +88,7 @@ func suite(ctx context.Context, o *Options, driver, pgAdmin string, logf func(st
 	if err != nil {
 		return rows, fmt.Errorf("bare: %w", err)
 	}
-	if driver != "url" || os.Geteuid() == 0 {
+	if o.Phases["sandbox"] && (driver != "url" || os.Geteuid() == 0) {
 		r, err = measureSandbox(ctx, o, bare, logf)
 		rows = append(rows, r...)
 		if err != nil {
@@ -99,7 +99,7 @@ func suite(ctx context.Context, o *Options, driver, pgAdmin string, logf func(st
 	// Phases 3 and 4 on one server.
 	c := newClient(o.URL, o.APIKey)
 	var srv *embedded
-	if driver != "url" {
+	if driver != "url" && (o.Phases["e2e"] || o.Phases["throughput"]) {
 		logf("starting an embedded runbox serve (%s)", driver)
 		if srv, err = startEmbedded(ctx, driver, pgAdmin, o.ServerEnv); err != nil {
 			return rows, err
@@ -120,6 +120,7 @@ func suite(ctx context.Context, o *Options, driver, pgAdmin string, logf func(st
 	// Phase 5 on a fresh server whose workers the sleepers can hold.
 	var sr []Row
 	switch {
+	case !o.Phases["saturation"]:
 	case driver != "url":
 		logf("starting an embedded runbox serve for the saturation phase (%s)", driver)
 		if srv, err = startEmbedded(ctx, driver, pgAdmin, o.ServerEnv, saturationEnv()); err != nil {
@@ -160,18 +161,15 @@ func suite(ctx context.Context, o *Options, driver, pgAdmin string, logf func(st
 // serverPhases are phases 3 (end to end, sequential) and 4 (throughput).
 func serverPhases(ctx context.Context, c *client, o *Options, bare Baseline, logf func(string, ...any)) ([]Row, error) {
 	var rows []Row
-	logf("e2e: python sequential (n=%d)", o.N)
-	r, err := measureE2E(ctx, c, o, "python", pythonHello, bare.Python, "bare python", "python hello", "≤ +10 ms p50",
-		func() error { return barePython(ctx) })
-	rows = append(rows, r...)
-	if err != nil {
-		return rows, fmt.Errorf("e2e python: %w", err)
+	if o.Phases["e2e"] {
+		r, err := e2ePhase(ctx, c, o, bare, logf)
+		rows = append(rows, r...)
+		if err != nil {
+			return rows, err
+		}
 	}
-	logf("e2e: C compile + run sequential")
-	r, err = measureE2E(ctx, c, o, "c", cHello, bare.CCompile, "bare C compile+exec", "C compile + run", "", nil)
-	rows = append(rows, r...)
-	if err != nil {
-		return rows, fmt.Errorf("e2e c: %w", err)
+	if !o.Phases["throughput"] {
+		return rows, nil
 	}
 	for _, n := range o.Clients {
 		// The host's speed drifts over minutes (bare parallel python moved
@@ -191,6 +189,25 @@ func serverPhases(ctx context.Context, c *client, o *Options, bare Baseline, log
 			row.Note = fmt.Sprintf("%.2f× bare parallel python measured just before it (%.1f runs/s)", row.Rate/alongside, alongside)
 		}
 		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// e2ePhase is phase 3: python and C, sequential, through the API.
+func e2ePhase(ctx context.Context, c *client, o *Options, bare Baseline, logf func(string, ...any)) ([]Row, error) {
+	var rows []Row
+	logf("e2e: python sequential (n=%d)", o.N)
+	r, err := measureE2E(ctx, c, o, "python", pythonHello, bare.Python, "bare python", "python hello", "≤ +10 ms p50",
+		func() error { return barePython(ctx) })
+	rows = append(rows, r...)
+	if err != nil {
+		return rows, fmt.Errorf("e2e python: %w", err)
+	}
+	logf("e2e: C compile + run sequential")
+	r, err = measureE2E(ctx, c, o, "c", cHello, bare.CCompile, "bare C compile+exec", "C compile + run", "", nil)
+	rows = append(rows, r...)
+	if err != nil {
+		return rows, fmt.Errorf("e2e c: %w", err)
 	}
 	return rows, nil
 }

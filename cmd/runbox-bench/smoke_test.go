@@ -68,3 +68,37 @@ func TestQuickSQLite(t *testing.T) {
 		t.Errorf("no table on stdout:\n%s", stdout.String())
 	}
 }
+
+func TestParsePhases(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string // nil: an error
+	}{
+		{nil, allPhases},
+		{[]string{"-phases", "saturation"}, []string{"saturation"}},
+		{[]string{"-phases", "e2e, throughput"}, []string{"e2e", "throughput"}},
+		{[]string{"-phases", "bare"}, nil},
+		{[]string{"-phases", "saturation,nope"}, nil},
+	} {
+		var stderr bytes.Buffer
+		o, err := parseFlags(tc.args, &stderr)
+		if tc.want == nil {
+			if err == nil {
+				t.Errorf("%v: accepted", tc.args)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.args, err)
+			continue
+		}
+		if len(o.Phases) != len(tc.want) {
+			t.Errorf("%v: phases %v, want %v", tc.args, o.Phases, tc.want)
+		}
+		for _, p := range tc.want {
+			if !o.Phases[p] {
+				t.Errorf("%v: phases %v, want %v", tc.args, o.Phases, tc.want)
+			}
+		}
+	}
+}
