@@ -25,7 +25,8 @@ import (
 // The row is the one InsertTx writes for an ExecuteArgs job without
 // options: every column it leaves to River's defaults (queue "default",
 // priority 1, state "available", no tags or unique key) is left to them
-// here, and the notification is the one River's producers listen for.
+// here, and on PostgreSQL the notification is the one River's producers
+// listen for (on SQLite, see wake.go).
 // River still fetches, retries, rescues and completes the job. The tests
 // compare our row with InsertTx's column by column and check that an idle
 // worker wakes on our notification, on both drivers, so that a River
@@ -38,13 +39,10 @@ const insertJobPostgres = `WITH job AS (
 SELECT pg_notify(current_schema() || '.river_insert', json_build_object('queue', queue)::text) FROM job`
 
 // On SQLite, River keeps JSON as JSONB and times as text in this exact
-// format (at millisecond precision, which its fetch compares against),
-// and its listener polls a table for notifications.
-const (
-	insertJobSQLite = `INSERT INTO river_job (args, kind, max_attempts, created_at, scheduled_at)
+// format (at millisecond precision, which its fetch compares against).
+// No notification row: see wake.go.
+const insertJobSQLite = `INSERT INTO river_job (args, kind, max_attempts, created_at, scheduled_at)
 	VALUES (jsonb(?1), ?2, ?3, datetime('now', 'subsec'), datetime('now', 'subsec'))`
-	notifyInsertSQLite = `INSERT INTO river_notification (topic, payload) VALUES ('river_insert', '{"queue": "default"}')`
-)
 
 // insertJob inserts the job of an execution inside tx.
 func (q *Queue) insertJob(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error {
@@ -57,9 +55,6 @@ func (q *Queue) insertJob(ctx context.Context, tx *sql.Tx, executionID uuid.UUID
 		_, err = tx.ExecContext(ctx, insertJobPostgres, string(args), kind, q.max)
 		return err
 	}
-	if _, err = tx.ExecContext(ctx, insertJobSQLite, string(args), kind, q.max); err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, notifyInsertSQLite)
+	_, err = tx.ExecContext(ctx, insertJobSQLite, string(args), kind, q.max)
 	return err
 }
