@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +86,55 @@ func TestAutosavesAreHOTUpdates(t *testing.T) {
 	// A save that finds its heap page full is not HOT; a few may.
 	if hot < updates*9/10 {
 		t.Errorf("%d of %d autosaves were HOT updates", hot, updates)
+	}
+}
+
+// TestBatchSavePlan: the batched autosave looks each session up by primary
+// key even where PostgreSQL's statistics are wrong: here the table was
+// never analyzed, and the planner would take its 1,500 sessions for a few.
+func TestBatchSavePlan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := Open(ctx, pgtest.Database(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := st.(*sqlStore)
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO sessions (id, tenant, status, language, source_code, version, created_at, updated_at, touched_at)
+		SELECT gen_random_uuid(), '', 'ACTIVE', 'python', 'print(1)', 1, 0, 0, 0 FROM generate_series(1, 1500)`); err != nil {
+		t.Fatal(err)
+	}
+	var plan string
+	// The generic plan, which a prepared statement gets after five runs.
+	conn, err := s.saves.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, q := range []string{`SET plan_cache_mode = force_generic_plan`, `PREPARE batch_save AS ` + batchSaveSQL} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer conn.ExecContext(ctx, `DEALLOCATE batch_save; RESET plan_cache_mode`)
+	rows, err := conn.QueryContext(ctx, `EXPLAIN EXECUTE batch_save('{`+uuid.NewString()+`}', '{""}', '{1}', '{print(2)}', '{NULL}', '{NULL}')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		plan += line + "\n"
+	}
+	if !strings.Contains(plan, "Index Scan using sessions_pkey") || strings.Contains(plan, "Seq Scan on sessions") ||
+		strings.Contains(plan, "Bitmap") || strings.Contains(plan, "touched_idx") {
+		t.Errorf("the batched autosave does not look sessions up by key:\n%s", plan)
 	}
 }

@@ -214,8 +214,12 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 		return nil, errors.New("store: invalid PostgreSQL URL")
 	}
 	cfg.RuntimeParams["synchronous_commit"] = "off"
-	unflushed := func() *sql.DB {
-		p := stdlib.OpenDB(*cfg)
+	unflushed := func(params map[string]string) *sql.DB {
+		c := cfg.Copy()
+		for k, v := range params {
+			c.RuntimeParams[k] = v
+		}
+		p := stdlib.OpenDB(*c)
 		p.SetMaxOpenConns(10)
 		p.SetMaxIdleConns(10)
 		p.SetConnMaxLifetime(30 * time.Minute)
@@ -224,7 +228,11 @@ func openPostgres(ctx context.Context, url string) (Store, error) {
 	}
 	// Two pools, so that a burst of autosaves never makes a worker's fetch
 	// wait for a connection.
-	s := &sqlStore{db: db, saves: unflushed(), queue: unflushed(), reads: db, d: postgresDialect, url: url}
+	// The saves pool runs only the batched autosave, which must be a
+	// lookup by primary key per save (see batchSaveSQL).
+	byKeyOnly := map[string]string{"enable_seqscan": "off", "enable_bitmapscan": "off",
+		"enable_hashjoin": "off", "enable_mergejoin": "off"}
+	s := &sqlStore{db: db, saves: unflushed(byKeyOnly), queue: unflushed(nil), reads: db, d: postgresDialect, url: url}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
