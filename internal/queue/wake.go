@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"sync"
 
 	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
@@ -40,32 +41,50 @@ var insertNotification = riverdriver.Notification{Topic: "river_insert", Payload
 
 // wakingListener returns an insert notification as soon as it is woken,
 // cutting short its listener's wait for the next poll; what the poll finds
-// is passed on as it is.
+// is passed on as it is. A wake-up that comes as the wait ends anyway is
+// left pending for the next wait rather than lost.
 type wakingListener struct {
 	riverdriver.Listener
-	wake <-chan struct{}
+	wake chan struct{}
 }
 
 func (l *wakingListener) WaitForNotification(ctx context.Context) (*riverdriver.Notification, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	woken := make(chan struct{})
+	var (
+		mu           sync.Mutex
+		waiting      = true
+		woken        bool
+		watcherEnded = make(chan struct{})
+	)
 	go func() {
+		defer close(watcherEnded)
 		select {
 		case <-l.wake:
-			close(woken)
+			mu.Lock()
+			defer mu.Unlock()
+			if !waiting {
+				wakeSignal(l.wake)
+				return
+			}
+			woken = true
 			cancel()
 		case <-wctx.Done():
 		}
 	}()
 	n, err := l.Listener.WaitForNotification(wctx)
-	select {
-	case <-woken:
-		if err != nil && ctx.Err() == nil {
-			n := insertNotification
-			return &n, nil
-		}
-	default:
+	mu.Lock()
+	waiting = false
+	wasWoken := woken
+	mu.Unlock()
+	cancel()
+	<-watcherEnded
+	switch {
+	case wasWoken && err != nil && ctx.Err() == nil:
+		n := insertNotification
+		return &n, nil
+	case wasWoken && err == nil:
+		wakeSignal(l.wake) // the poll found something first: wake the next wait
 	}
 	return n, err
 }

@@ -96,6 +96,34 @@ func TestWakingListener(t *testing.T) {
 	}
 }
 
+// wakingAsItEnds sends a wake-up and returns a notification at once, so
+// that the wake-up comes as the wait ends.
+type wakingAsItEnds struct {
+	riverdriver.Listener
+	wake chan struct{}
+}
+
+func (l wakingAsItEnds) WaitForNotification(ctx context.Context) (*riverdriver.Notification, error) {
+	wakeSignal(l.wake)
+	return &riverdriver.Notification{Topic: "river_leadership", Payload: "{}"}, nil
+}
+
+// TestWakeAsTheWaitEndsIsKept: however the wake-up and the end of a wait
+// interleave, the wake-up is either delivered or left for the next wait.
+func TestWakeAsTheWaitEndsIsKept(t *testing.T) {
+	for range 200 {
+		wake := make(chan struct{}, 1)
+		l := &wakingListener{Listener: wakingAsItEnds{wake: wake}, wake: wake}
+		n, err := l.WaitForNotification(context.Background())
+		if err != nil || n == nil {
+			t.Fatalf("%v %v", n, err)
+		}
+		if n.Topic != insertNotification.Topic && len(wake) != 1 {
+			t.Fatalf("the wake-up was lost: got %+v and none pending", n)
+		}
+	}
+}
+
 func TestWakeSignalNeverBlocks(t *testing.T) {
 	c := make(chan struct{}, 1)
 	for range 3 {
