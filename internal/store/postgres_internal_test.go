@@ -45,21 +45,28 @@ func TestOnlyPromisesWaitForTheFlush(t *testing.T) {
 	}
 }
 
+// openMigratedPostgres opens a store on a fresh database with runbox's
+// tables (not River's), closed when t ends.
+func openMigratedPostgres(t *testing.T) *sqlStore {
+	t.Helper()
+	st, err := Open(context.Background(), pgtest.Database(t), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st.(*sqlStore)
+}
+
 // TestAutosavesAreHOTUpdates: on PostgreSQL an autosave changes no
 // indexed column (migration 4), so it is a HOT update: no new entry in any
 // index of sessions. Were updated_at indexed again, none would be.
 func TestAutosavesAreHOTUpdates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := Open(ctx, pgtest.Database(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s := st.(*sqlStore)
+	s := openMigratedPostgres(t)
 	ss := &session.Session{ID: uuid.New(), Language: "python", SourceCode: "print(0)"}
 	if err := s.CreateSession(ctx, ss); err != nil {
 		t.Fatal(err)
@@ -95,15 +102,7 @@ func TestAutosavesAreHOTUpdates(t *testing.T) {
 func TestBatchSavePlan(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := Open(ctx, pgtest.Database(t), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s := st.(*sqlStore)
+	s := openMigratedPostgres(t)
 	if _, err := s.db.ExecContext(ctx, `INSERT INTO sessions (id, tenant, status, language, source_code, version, created_at, updated_at, touched_at)
 		SELECT gen_random_uuid(), '', 'ACTIVE', 'python', 'print(1)', 1, 0, 0, 0 FROM generate_series(1, 1500)`); err != nil {
 		t.Fatal(err)
