@@ -92,33 +92,25 @@ var errStoreClosed = errors.New("store: closed")
 // save is its own version, in arrival order.
 func (b *saveBatcher) write() {
 	defer close(b.stopped)
-	var held []*saveRequest
+	var held *saveRequest // the save that ended the last batch, if any
 	for {
-		batch := held
-		held = nil
-		if len(batch) == 0 {
+		first := held
+		if first == nil {
 			select {
-			case r := <-b.requests:
-				batch = append(batch, r)
+			case first = <-b.requests:
 			case <-b.quit:
 				return
 			}
 		}
-		in := make(map[uuid.UUID]bool, len(batch))
-		for i, r := range batch {
-			if in[r.id] {
-				held = append(held, batch[i:]...)
-				batch = batch[:i]
-				break
-			}
-			in[r.id] = true
-		}
+		held = nil
+		batch := []*saveRequest{first}
+		in := map[uuid.UUID]bool{first.id: true}
 	collect:
-		for len(batch) < maxSaveBatch && len(held) == 0 {
+		for len(batch) < maxSaveBatch {
 			select {
 			case r := <-b.requests:
 				if in[r.id] {
-					held = append(held, r)
+					held = r
 					break collect
 				}
 				in[r.id] = true

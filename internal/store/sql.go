@@ -321,6 +321,9 @@ func touch(column, now string) string {
 		" THEN " + now + " ELSE " + column + " END"
 }
 
+// touchAtSave is the SET term of a single-statement save, whose time is $3.
+var touchAtSave = touch("touched_at", "$3")
+
 const sessionCols = `id, tenant, status, language, source_code, version, created_at, updated_at`
 
 type scanner interface{ Scan(dest ...any) error }
@@ -386,7 +389,7 @@ func (s *sqlStore) UpdateSession(ctx context.Context, tenant string, id uuid.UUI
 		}
 		return nil, s.whyNotSaved(ctx, tenant, id)
 	}
-	set := []string{"version = version + 1", "updated_at = $3", touch("touched_at", "$3")}
+	set := []string{"version = version + 1", "updated_at = $3", touchAtSave}
 	args := []any{s.d.uuidArg(id), tenant, toDB(now)}
 	if p.SourceCode != nil {
 		args = append(args, clean(*p.SourceCode))
