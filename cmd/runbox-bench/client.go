@@ -119,6 +119,12 @@ func (c *client) createSession(ctx context.Context, lang, src string) (string, e
 	return s.SessionID, nil
 }
 
+// save autosaves src into the session.
+func (c *client) save(ctx context.Context, sessionID, src string) (int, string, error) {
+	var out sessionJSON
+	return c.do(ctx, "PATCH", "/code-sessions/"+sessionID, map[string]any{"source_code": src}, &out)
+}
+
 // submit posts a run; a non-202 answer is returned as status and code.
 func (c *client) submit(ctx context.Context, sessionID string) (string, int, string, error) {
 	var e executionJSON

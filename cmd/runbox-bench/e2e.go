@@ -12,16 +12,25 @@ import (
 // latency it splits each run with the server's own timestamps (millisecond
 // resolution): waiting in the queue, executing, and the rest (HTTP, wake-up
 // of the long-poll, recording the result). With alongside, each sample is
-// preceded by a timed bare run of the same program (see interleaved).
+// preceded by a timed bare run of the same program (see interleaved). With
+// edit, each sample first saves edit(n) (untimed), a new source each time:
+// a worker keeps the build of unchanged source, and this measures compiles.
 func measureE2E(ctx context.Context, c *client, o *Options, lang, src string, bare Summary, bareWhat, name string, target string,
-	alongside func() error) ([]Row, error) {
+	alongside func() error, edit func(n int) string) ([]Row, error) {
 	sid, err := c.createSession(ctx, lang, src)
 	if err != nil {
 		return nil, err
 	}
 	var queued, executing, rest []float64
 	warm := false // sequential and interleaved warm up with one untimed call
+	edits := 0
 	sample := func() error {
+		if edit != nil {
+			edits++
+			if st, code, err := c.save(ctx, sid, edit(edits)); err != nil || st != 200 {
+				return fmt.Errorf("PATCH: %d %s %v", st, code, err)
+			}
+		}
 		t0 := time.Now()
 		e, err := c.runAndWait(ctx, sid)
 		if err != nil {

@@ -198,16 +198,23 @@ func e2ePhase(ctx context.Context, c *client, o *Options, bare Baseline, logf fu
 	var rows []Row
 	logf("e2e: python sequential (n=%d)", o.N)
 	r, err := measureE2E(ctx, c, o, "python", pythonHello, bare.Python, "bare python", "python hello", "≤ +10 ms p50",
-		func() error { return barePython(ctx) })
+		func() error { return barePython(ctx) }, nil)
 	rows = append(rows, r...)
 	if err != nil {
 		return rows, fmt.Errorf("e2e python: %w", err)
 	}
-	logf("e2e: C compile + run sequential")
-	r, err = measureE2E(ctx, c, o, "c", cHello, bare.CCompile, "bare C compile+exec", "C compile + run", "", nil)
+	logf("e2e: C compile + run sequential, source edited before each run")
+	r, err = measureE2E(ctx, c, o, "c", cHello, bare.CCompile, "bare C compile+exec", "C compile + run (edited)", "", nil,
+		func(n int) string { return fmt.Sprintf("%s// edit %d\n", cHello, n) })
 	rows = append(rows, r...)
 	if err != nil {
 		return rows, fmt.Errorf("e2e c: %w", err)
+	}
+	logf("e2e: C run again, unchanged source (the worker's build)")
+	r, err = measureE2E(ctx, c, o, "c", cHello, bare.CPrebuilt, "bare C prebuilt exec", "C run again (unchanged)", "", nil, nil)
+	rows = append(rows, r...)
+	if err != nil {
+		return rows, fmt.Errorf("e2e c again: %w", err)
 	}
 	return rows, nil
 }

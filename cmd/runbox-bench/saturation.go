@@ -384,9 +384,7 @@ func measureSaturation(ctx context.Context, c *client, o *Options, workers, perS
 		i := 0
 		return func() (int, string, error) {
 			i++
-			src := fmt.Sprintf("def main():\n    print(\"hello %d\")\n\n\nmain()\n", i)
-			var out sessionJSON
-			return c.do(ctx, "PATCH", "/code-sessions/"+sid, map[string]any{"source_code": src}, &out)
+			return c.save(ctx, sid, fmt.Sprintf("def main():\n    print(\"hello %d\")\n\n\nmain()\n", i))
 		}, nil
 	})
 	if err != nil {

@@ -63,6 +63,16 @@ func testLifecycle(t *testing.T, s *server) {
 			if e := s.runAndWait(sid, "world\n"); e["status"] != "COMPLETED" || e["stdout"] != "hello world\n" {
 				t.Fatalf("stdin program: %v", e)
 			}
+			if p.compileErr != "" {
+				// Unchanged source: the worker runs the build it kept.
+				if e := s.runAndWait(sid, "again\n"); e["status"] != "COMPLETED" || e["stdout"] != "hello again\n" {
+					t.Fatalf("run of the kept build: %v", e)
+				}
+				hit := `runbox_compile_cache_total{language="` + id + `",result="hit"} `
+				if m := string(s.do("GET", "/metrics", nil).expect(t, 200, "").raw); !strings.Contains(m, hit) {
+					t.Errorf("no run of %s used a kept build", id)
+				}
+			}
 			s.do("PATCH", "/code-sessions/"+sid, map[string]any{"source_code": p.runtimeErr}).expect(t, 200, "")
 			e = s.runAndWait(sid, "")
 			if e["status"] != "FAILED" || errCode(e) != "RUNTIME_ERROR" || e["exit_code"] != 3.0 || e["attempts"] != 1.0 {

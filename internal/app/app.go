@@ -20,6 +20,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/runbox/runbox/internal/api"
+	"github.com/runbox/runbox/internal/buildcache"
 	"github.com/runbox/runbox/internal/config"
 	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/language"
@@ -114,6 +115,9 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 				Attempts: cfg.MaxAttempts, Now: time.Now,
 				Limits: language.StepLimits{Run: cfg.Run, Compile: cfg.Compile,
 					OutputBytes: cfg.OutputBytes, OutputKill: cfg.OutputKillBytes, Scratch: cfg.ScratchBytes},
+			}
+			if cfg.CompileCacheBytes > 0 {
+				w.Builds = buildcache.New(cfg.CompileCacheBytes)
 			}
 			workers = river.NewWorkers()
 			river.AddWorker(workers, w)

@@ -41,8 +41,10 @@ type Config struct {
 	OutputKillBytes int64
 	ScratchBytes    int64
 	SandboxMemory   int64 // all jails together; 0: half the host's RAM
-	MaxSourceBytes  int64
-	MaxStdinBytes   int64
+	// CompileCacheBytes bounds a worker's cache of compiled programs; 0: none.
+	CompileCacheBytes int64
+	MaxSourceBytes    int64
+	MaxStdinBytes     int64
 
 	MaxQueueDepth         int64
 	MaxInflightPerSession int
@@ -104,6 +106,7 @@ var Vars = []Var{
 	{"RUNBOX_OUTPUT_KILL_LIMIT", "1MiB", "a program writing more than this to one stream is killed (OUTPUT_LIMIT_EXCEEDED)", worker},
 	{"RUNBOX_SCRATCH_SIZE", "32MiB", "writable scratch space of a run: `/box`, `/tmp` and `/dev/shm` together", worker},
 	{"RUNBOX_SANDBOX_MEMORY", "half the host's RAM", "memory of all jails on the host together (the limit of the `runbox` parent cgroup they share): it bounds memory a run pins past its end, which no run's own limit then covers", worker},
+	{"RUNBOX_COMPILE_CACHE", "64MiB", "memory a worker process keeps compiled programs in, so that a run of unchanged source in the same session skips its compile step (the compiler's output is still shown); 0 = no cache", worker},
 	{"RUNBOX_MAX_SOURCE_BYTES", "64KiB", "largest source_code accepted", apiSrv},
 	{"RUNBOX_MAX_STDIN_BYTES", "64KiB", "largest stdin accepted", apiSrv},
 	{"RUNBOX_MAX_QUEUE_DEPTH", "10000", "queued executions beyond which runs are refused with 503 overloaded", apiSrv},
@@ -168,6 +171,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		OutputKillBytes:       p.bytes("RUNBOX_OUTPUT_KILL_LIMIT", 1<<20),
 		ScratchBytes:          p.bytes("RUNBOX_SCRATCH_SIZE", 32<<20),
 		SandboxMemory:         p.bytes("RUNBOX_SANDBOX_MEMORY", 0),
+		CompileCacheBytes:     p.bytesOrNone("RUNBOX_COMPILE_CACHE", 64<<20),
 		MaxSourceBytes:        p.bytes("RUNBOX_MAX_SOURCE_BYTES", 64<<10),
 		MaxStdinBytes:         p.bytes("RUNBOX_MAX_STDIN_BYTES", 64<<10),
 		MaxQueueDepth:         int64(p.int("RUNBOX_MAX_QUEUE_DEPTH", 10000, 1, 1<<40)),
@@ -412,6 +416,14 @@ func (p *parser) duration(name string, def, min, max time.Duration) time.Duratio
 		return def
 	}
 	return d
+}
+
+// bytesOrNone is bytes where 0 turns the thing off.
+func (p *parser) bytesOrNone(name string, def int64) int64 {
+	if strings.TrimSpace(p.getenv(name)) == "0" {
+		return 0
+	}
+	return p.bytes(name, def)
 }
 
 func (p *parser) bytes(name string, def int64) int64 {

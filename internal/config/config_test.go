@@ -30,6 +30,7 @@ func TestDefaultsMatchSpec(t *testing.T) {
 		{"output kept", c.OutputBytes, int64(64 << 10)},
 		{"output kill", c.OutputKillBytes, int64(1 << 20)},
 		{"scratch", c.ScratchBytes, int64(32 << 20)},
+		{"compile cache", c.CompileCacheBytes, int64(64 << 20)},
 		{"source", c.MaxSourceBytes, int64(64 << 10)},
 		{"stdin", c.MaxStdinBytes, int64(64 << 10)},
 		{"inflight", c.MaxInflightPerSession, 2},
@@ -71,6 +72,8 @@ func TestInvalidValuesAreRefusedWithoutEchoingThem(t *testing.T) {
 		{"RUNBOX_RESCUE_AFTER", "1s"},
 		{"RUNBOX_SANDBOX_MEMORY", "512MiB"}, // below the compile limit
 		{"RUNBOX_SANDBOX_MEMORY", "lots"},
+		{"RUNBOX_COMPILE_CACHE", "-1"},
+		{"RUNBOX_COMPILE_CACHE", "lots"},
 		{"RUNBOX_API_KEYS_FILE", "/nonexistent/secret-path"},
 		{"RUNBOX_API_KEYS", ","},              // set, yet no key: auth would be off
 		{"RUNBOX_API_KEYS", "tenant-secret:"}, // an empty key
@@ -84,6 +87,17 @@ func TestInvalidValuesAreRefusedWithoutEchoingThem(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), c.value) || strings.Contains(err.Error(), "secret") {
 			t.Errorf("%s: error echoes the value: %v", c.name, err)
+		}
+	}
+}
+
+func TestCompileCacheOff(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, " 0 ": 0, "1MiB": 1 << 20} {
+		c, err := Load(env(map[string]string{"RUNBOX_COMPILE_CACHE": in}))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+		} else if c.CompileCacheBytes != want {
+			t.Errorf("%q: %d, want %d", in, c.CompileCacheBytes, want)
 		}
 	}
 }

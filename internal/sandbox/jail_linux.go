@@ -357,6 +357,13 @@ func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
 			reusable = !j.dead()
 			return rep, nil
 		}
+		if req.KeepCompiled {
+			files, err := j.collectBox()
+			if err != nil && !errors.Is(err, errNotKept) {
+				s.log.Warn("sandbox: could not read the compiled program back", "jail", j.id, "err", err)
+			}
+			rep.Compiled = files
+		}
 	}
 	r, err := s.runStep(ctx, j, "r", &req, &req.Run)
 	if err != nil {

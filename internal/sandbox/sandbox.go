@@ -51,6 +51,10 @@ type Request struct {
 	Run           Step
 	ReadOnlyPaths []string // host paths mounted read-only at the same place (besides the base set)
 	Env           []string // the whole environment of every step; never the worker's
+	// KeepCompiled asks for the files of the working directory once the
+	// compile step has succeeded (Report.Compiled): a later Request with
+	// those Files and no Compile runs the same program without compiling.
+	KeepCompiled bool
 }
 
 // Outcome classifies how a step ended.
@@ -86,4 +90,9 @@ type StepReport struct {
 type Report struct {
 	Compile *StepReport
 	Run     *StepReport
+	// Compiled (with Request.KeepCompiled, after a successful compile) is
+	// every file of the working directory as the compile step left it;
+	// nil when it held anything but regular files, or more than a few
+	// dozen files or megabytes.
+	Compiled []File
 }

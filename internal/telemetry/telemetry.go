@@ -37,6 +37,7 @@ type Metrics struct {
 	Rescues         prometheus.Counter
 	SandboxFailures prometheus.Counter
 	Prestarted      *prometheus.CounterVec
+	CompileCache    *prometheus.CounterVec
 	Rejections      *prometheus.CounterVec
 }
 
@@ -75,6 +76,9 @@ func NewMetrics() *Metrics {
 		Prestarted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbox_prestarted_runs_total", Help: "Runs served by an interpreter a waiting jail had started ahead, by language.",
 		}, []string{"language"}),
+		CompileCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "runbox_compile_cache_total", Help: "Runs of compiled languages by whether their build was cached (hit) or compiled (miss), by language.",
+		}, []string{"language", "result"}),
 		Rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbox_rejections_total", Help: "Requests refused by backpressure, by code.",
 		}, []string{"code"}),
@@ -82,7 +86,7 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.HTTPRequests, m.HTTPDuration, m.Executions, m.QueueWait, m.RunDuration,
-		m.Running, m.Retries, m.Rescues, m.SandboxFailures, m.Prestarted, m.Rejections,
+		m.Running, m.Retries, m.Rescues, m.SandboxFailures, m.Prestarted, m.CompileCache, m.Rejections,
 	)
 	return m
 }

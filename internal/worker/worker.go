@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 
+	"github.com/runbox/runbox/internal/buildcache"
 	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/language"
 	"github.com/runbox/runbox/internal/queue"
@@ -38,8 +39,11 @@ type Worker struct {
 	Languages *language.Registry
 	Limits    language.StepLimits
 	Hub       *execution.Hub
-	Metrics   *telemetry.Metrics
-	Logger    *slog.Logger
+	// Builds, when set, keeps compiled programs so that a run of unchanged
+	// source in the same session skips its compile step.
+	Builds  *buildcache.Cache
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
 	// Attempts is the number of attempts that may run the program; River's
 	// budget is one more (see queue.Options.MaxAttempts).
 	Attempts int
@@ -84,7 +88,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) er
 		return w.retry(ctx, log, job, e, errors.New("language not available on this worker"))
 	}
 	w.Metrics.Running.Inc()
-	report, err := w.Sandbox.Execute(ctx, lang.Request(e.SourceCode, e.Stdin, w.Limits))
+	report, err := w.execute(ctx, e, lang)
 	w.Metrics.Running.Dec()
 	if err != nil {
 		w.Metrics.SandboxFailures.Inc()
@@ -94,6 +98,34 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) er
 		w.Metrics.Prestarted.WithLabelValues(e.Language).Inc()
 	}
 	return w.finish(ctx, log, job, e, Verdict(report, lang.MemoryError))
+}
+
+// execute runs e's program, from this worker's build of the same source
+// of the same session when it has one.
+func (w *Worker) execute(ctx context.Context, e *execution.Execution, lang *language.Language) (*sandbox.Report, error) {
+	req := lang.Request(e.SourceCode, e.Stdin, w.Limits)
+	if req.Compile == nil || w.Builds == nil {
+		return w.Sandbox.Execute(ctx, req)
+	}
+	key := buildcache.KeyOf(e.SessionID.String(), lang.Version, &req)
+	if b, ok := w.Builds.Get(key); ok {
+		w.Metrics.CompileCache.WithLabelValues(lang.ID, "hit").Inc()
+		req.Compile, req.Files = nil, b.Files
+		rep, err := w.Sandbox.Execute(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		compile := b.Compile // the compiler's output, shown as if it had run
+		rep.Compile = &compile
+		return rep, nil
+	}
+	w.Metrics.CompileCache.WithLabelValues(lang.ID, "miss").Inc()
+	req.KeepCompiled = true
+	rep, err := w.Sandbox.Execute(ctx, req)
+	if err == nil && rep.Compiled != nil {
+		w.Builds.Put(key, &buildcache.Build{Files: rep.Compiled, Compile: *rep.Compile})
+	}
+	return rep, err
 }
 
 // retry gives up on this attempt: River runs the job again after a backoff,

@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/runbox/runbox/internal/buildcache"
 	"github.com/runbox/runbox/internal/execution"
 	"github.com/runbox/runbox/internal/language"
 	"github.com/runbox/runbox/internal/queue"
 	"github.com/runbox/runbox/internal/sandbox"
+	"github.com/runbox/runbox/internal/session"
 	"github.com/runbox/runbox/internal/store"
 	"github.com/runbox/runbox/internal/store/storetest"
 	"github.com/runbox/runbox/internal/telemetry"
@@ -63,22 +66,29 @@ func TestSettledExecutionIsNotRunAgain(t *testing.T) {
 	}
 }
 
-// TestPrestartedRunsCounted: a python language that opts in to prestarting
-// asks the sandbox for a python script step, and a run the sandbox served
-// with a prestarted interpreter is counted.
-func TestPrestartedRunsCounted(t *testing.T) {
-	ctx := context.Background()
+// oneLanguage is a registry of the one language given in YAML, probed;
+// its version command needs what.
+func oneLanguage(t *testing.T, yaml, what string) *language.Registry {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "languages.yaml")
-	yaml := "languages:\n  - {id: python, name: Python, version_command: [/usr/bin/python3, --version], source_file: main.py, run: [/usr/bin/python3, main.py], prestart: python}\n"
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("languages:\n  - "+yaml+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	langs, err := language.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	langs.Probe(ctx)
-	testenv.Require(t, len(langs.Available()) == 1, "python3 at /usr/bin/python3")
+	langs.Probe(context.Background())
+	testenv.Require(t, len(langs.Available()) == 1, what)
+	return langs
+}
+
+// TestPrestartedRunsCounted: a python language that opts in to prestarting
+// asks the sandbox for a python script step, and a run the sandbox served
+// with a prestarted interpreter is counted.
+func TestPrestartedRunsCounted(t *testing.T) {
+	ctx := context.Background()
+	langs := oneLanguage(t, "{id: python, name: Python, version_command: [/usr/bin/python3, --version], source_file: main.py, run: [/usr/bin/python3, main.py], prestart: python}", "python3 at /usr/bin/python3")
 	st := storetest.OpenSQLite(t)
 	metrics := telemetry.NewMetrics()
 	w := &Worker{
@@ -148,5 +158,84 @@ func TestLostStartIsRetried(t *testing.T) {
 	got, err := st.GetExecution(ctx, "t", e.ID)
 	if err != nil || got.Status != execution.Queued || got.Result != nil {
 		t.Fatalf("after the lost start: %+v %v", got, err)
+	}
+}
+
+// TestBuildsReused: a compiled language's run asks the sandbox to keep its
+// build, and the next run of the same source in the same session runs that
+// build without a compile step, showing the compiler's output again; other
+// source, another session, or a build the sandbox did not keep compile.
+func TestBuildsReused(t *testing.T) {
+	ctx := context.Background()
+	langs := oneLanguage(t, "{id: c, name: C, version_command: [/bin/echo, cc 1], source_file: main.c, compile: [/usr/bin/cc, main.c], run: [/box/a.out]}", "/bin/echo")
+	st := storetest.OpenSQLite(t)
+	built := []sandbox.File{{Name: "main.c", Content: []byte("v1"), Mode: 0o644}, {Name: "a.out", Content: []byte("binary"), Mode: 0o755}}
+	keep := true // whether the fake sandbox hands the build back
+	var got sandbox.Request
+	w := &Worker{
+		Store: st, Languages: langs, Hub: execution.NewHub(), Metrics: telemetry.NewMetrics(), Attempts: 3, Now: time.Now,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Builds: buildcache.New(1 << 20),
+		Sandbox: executorFunc(func(_ context.Context, req sandbox.Request) (*sandbox.Report, error) {
+			got = req
+			rep := &sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Stdout: []byte("ran\n")}}
+			if req.Compile != nil {
+				rep.Compile = &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Stderr: []byte("warning: w\n")}
+				if req.KeepCompiled && keep {
+					rep.Compiled = built
+				}
+			}
+			return rep, nil
+		}),
+	}
+	newSession := func() *session.Session {
+		ss := &session.Session{ID: uuid.New(), Tenant: "t", Status: session.Active, Language: "c", SourceCode: "v1",
+			Version: 1, CreatedAt: time.Now(), UpdatedAt: time.Now()}
+		if err := st.CreateSession(ctx, ss); err != nil {
+			t.Fatal(err)
+		}
+		return ss
+	}
+	edit := func(ss *session.Session, src string) {
+		if _, err := st.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: &src}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := newSession(), newSession()
+	for _, step := range []struct {
+		name     string
+		before   func()
+		ss       *session.Session
+		compiled bool // the run compiled (else it ran the kept build)
+	}{
+		{name: "first run", ss: a, compiled: true},
+		{name: "unchanged source", ss: a},
+		{name: "again", ss: a},
+		{name: "same source, another session", ss: b, compiled: true},
+		{name: "edited source", before: func() { edit(a, "v2") }, ss: a, compiled: true},
+		{name: "edited back", before: func() { edit(a, "v1") }, ss: a},
+		{name: "build not kept", before: func() { keep = false; edit(a, "v3") }, ss: a, compiled: true},
+		{name: "so compiled again", ss: a, compiled: true},
+	} {
+		if step.before != nil {
+			step.before()
+		}
+		e := storetest.NewExecution(t, st, step.ss)
+		job := &river.Job[queue.ExecuteArgs]{JobRow: &rivertype.JobRow{Attempt: 1}, Args: queue.ExecuteArgs{ExecutionID: e.ID}}
+		if err := w.Work(ctx, job); err != nil {
+			t.Fatalf("%s: Work: %v", step.name, err)
+		}
+		if compiled := got.Compile != nil; compiled != step.compiled {
+			t.Errorf("%s: compiled = %v, want %v", step.name, compiled, step.compiled)
+		}
+		if step.compiled && !got.KeepCompiled {
+			t.Errorf("%s: the build was not asked for", step.name)
+		}
+		if !step.compiled && (len(got.Files) != 2 || got.Files[1].Name != "a.out") {
+			t.Errorf("%s: the kept build's files were not used: %+v", step.name, got.Files)
+		}
+		r, err := st.GetExecution(ctx, "t", e.ID)
+		if err != nil || r.Status != execution.Completed || r.Result.CompileOutput == nil || *r.Result.CompileOutput != "warning: w\n" {
+			t.Fatalf("%s: %+v %v", step.name, r, err)
+		}
 	}
 }
