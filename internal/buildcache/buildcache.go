@@ -33,7 +33,7 @@ func KeyOf(scope, version string, req *sandbox.Request) Key {
 		h.Write(n[:])
 		h.Write(b)
 	}
-	list := func(ss []string) {
+	strs := func(ss []string) {
 		field(binary.BigEndian.AppendUint64(nil, uint64(len(ss))))
 		for _, s := range ss {
 			field([]byte(s))
@@ -42,10 +42,10 @@ func KeyOf(scope, version string, req *sandbox.Request) Key {
 	field([]byte(scope))
 	field([]byte(version))
 	if req.Compile != nil {
-		list(req.Compile.Argv)
+		strs(req.Compile.Argv)
 	}
-	list(req.Env)
-	list(req.ReadOnlyPaths)
+	strs(req.Env)
+	strs(req.ReadOnlyPaths)
 	field(binary.BigEndian.AppendUint64(nil, uint64(len(req.Files))))
 	for _, f := range req.Files {
 		field([]byte(f.Name))
