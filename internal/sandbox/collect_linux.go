@@ -54,7 +54,7 @@ func (j *jail) collectBox() ([]File, error) {
 	// the one crossing allowed.
 	boxFd, err := unix.Openat2(root, "box", &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		Resolve: beneath &^ unix.RESOLVE_NO_XDEV,
 	})
 	if err != nil {
 		return nil, err
