@@ -29,6 +29,7 @@ type Baseline struct {
 	Python, CPrebuilt, CCompile Summary
 	PythonRate, CPrebuiltRate   float64
 	CCompileRate                float64
+	PythonCPU                   *cpuUse // bare parallel python's
 }
 
 // sequential runs fn once to warm up, then n times, and summarizes.
@@ -98,15 +99,24 @@ func interleavedNote(sys, paired Summary) string {
 	return fmt.Sprintf("%+.1f ms over bare python runs interleaved with it (their p50 %.2f ms)", sys.P50-paired.P50, paired.P50)
 }
 
+// parallelResult is what parallel measured.
+type parallelResult struct {
+	Rate float64 // calls completed per second within the window
+	CPU  *cpuUse // nil when the host's counters could not be read
+}
+
 // parallel runs fn from workers goroutines for d and returns completed
-// calls per second (calls that finish after d are not counted).
-func parallel(ctx context.Context, workers int, d time.Duration, fn func(worker int) error) (float64, error) {
+// calls per second (calls that finish after d are not counted) and the
+// machine's CPU a call (every call counts there, the window lasting until
+// the last one ends).
+func parallel(ctx context.Context, workers int, d time.Duration, fn func(worker int) error) (parallelResult, error) {
 	var (
-		done    atomic.Int64
-		wg      sync.WaitGroup
-		errOnce sync.Once
-		first   error
+		done, all atomic.Int64
+		wg        sync.WaitGroup
+		errOnce   sync.Once
+		first     error
 	)
+	meter := startCPU()
 	start := time.Now()
 	deadline := start.Add(d)
 	for w := 0; w < workers; w++ {
@@ -118,6 +128,7 @@ func parallel(ctx context.Context, workers int, d time.Duration, fn func(worker 
 					errOnce.Do(func() { first = err })
 					return
 				}
+				all.Add(1)
 				if time.Now().Before(deadline) {
 					done.Add(1)
 				}
@@ -125,13 +136,14 @@ func parallel(ctx context.Context, workers int, d time.Duration, fn func(worker 
 		}()
 	}
 	wg.Wait()
+	cpu := meter.stop(int(all.Load()))
 	if first != nil {
-		return 0, first
+		return parallelResult{}, first
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return parallelResult{}, err
 	}
-	return float64(done.Load()) / d.Seconds(), nil
+	return parallelResult{Rate: float64(done.Load()) / d.Seconds(), CPU: cpu}, nil
 }
 
 // barePython runs python hello world with a plain fork/exec.
@@ -141,7 +153,7 @@ func barePython(ctx context.Context) error {
 
 // bareParallelPython is the throughput baseline: bare python hello world
 // from one goroutine per CPU for d, in runs per second.
-func bareParallelPython(ctx context.Context, d time.Duration) (float64, error) {
+func bareParallelPython(ctx context.Context, d time.Duration) (parallelResult, error) {
 	return parallel(ctx, runtime.NumCPU(), d, func(int) error { return barePython(ctx) })
 }
 
@@ -201,13 +213,17 @@ func measureBare(ctx context.Context, o *Options, logf func(string, ...any)) (Ba
 	}
 	cpus := runtime.NumCPU()
 	logf("bare: python parallel (%d goroutines, %s)", cpus, o.Duration)
-	if b.PythonRate, err = bareParallelPython(ctx, o.Duration); err != nil {
+	pyPar, err := bareParallelPython(ctx, o.Duration)
+	if err != nil {
 		return b, nil, err
 	}
+	b.PythonRate, b.PythonCPU = pyPar.Rate, pyPar.CPU
 	logf("bare: C prebuilt parallel")
-	if b.CPrebuiltRate, err = parallel(ctx, cpus, o.Duration, func(int) error { return cpre() }); err != nil {
+	pre, err := parallel(ctx, cpus, o.Duration, func(int) error { return cpre() })
+	if err != nil {
 		return b, nil, err
 	}
+	b.CPrebuiltRate = pre.Rate
 	logf("bare: C compile+exec parallel")
 	dirs := make([]string, cpus)
 	for i := range dirs {
@@ -219,15 +235,17 @@ func measureBare(ctx context.Context, o *Options, logf func(string, ...any)) (Ba
 			return b, nil, err
 		}
 	}
-	if b.CCompileRate, err = parallel(ctx, cpus, o.Duration, func(w int) error { return ccomp(dirs[w]) }); err != nil {
+	comp, err := parallel(ctx, cpus, o.Duration, func(w int) error { return ccomp(dirs[w]) })
+	if err != nil {
 		return b, nil, err
 	}
+	b.CCompileRate = comp.Rate
 	s1, s2, s3 := b.Python, b.CPrebuilt, b.CCompile
 	rows = append(rows,
 		Row{Section: "bare", Name: "python3 -c hello, sequential", Latency: &s1, VsBare: "baseline"},
 		Row{Section: "bare", Name: "C prebuilt hello, sequential", Latency: &s2, VsBare: "baseline"},
 		Row{Section: "bare", Name: "C gcc compile + exec, sequential", Latency: &s3, VsBare: "baseline"},
-		Row{Section: "bare", Name: fmt.Sprintf("python3 hello, parallel x%d", cpus), Rate: b.PythonRate, VsBare: "baseline"},
+		withCPU(Row{Section: "bare", Name: fmt.Sprintf("python3 hello, parallel x%d", cpus), Rate: b.PythonRate, VsBare: "baseline"}, b.PythonCPU, nil),
 		Row{Section: "bare", Name: fmt.Sprintf("C prebuilt, parallel x%d", cpus), Rate: b.CPrebuiltRate, VsBare: "baseline"},
 		Row{Section: "bare", Name: fmt.Sprintf("C compile + exec, parallel x%d", cpus), Rate: b.CCompileRate, VsBare: "baseline"},
 	)
@@ -292,7 +310,7 @@ func measureSandbox(ctx context.Context, o *Options, b Baseline, logf func(strin
 	cpus := runtime.NumCPU()
 	logf("sandbox: python parallel x%d", cpus)
 	pyExec := exec("python", pythonHello)
-	rate, err := parallel(ctx, cpus, o.Duration, func(int) error { return pyExec() })
+	par, err := parallel(ctx, cpus, o.Duration, func(int) error { return pyExec() })
 	if err != nil {
 		return nil, err
 	}
@@ -300,6 +318,6 @@ func measureSandbox(ctx context.Context, o *Options, b Baseline, logf func(strin
 		over(Row{Section: "sandbox", Name: "python hello, sequential", Latency: &py, Target: "≤ +4 ms p50",
 			Note: interleavedNote(py, pyBare)}, b.Python, "bare python"),
 		over(Row{Section: "sandbox", Name: "C compile + run, sequential", Latency: &c}, b.CCompile, "bare C compile+exec"),
-		ratio(Row{Section: "sandbox", Name: fmt.Sprintf("python hello, parallel x%d", cpus), Rate: rate}, b.PythonRate, "bare parallel python"),
+		withCPU(ratio(Row{Section: "sandbox", Name: fmt.Sprintf("python hello, parallel x%d", cpus), Rate: par.Rate}, b.PythonRate, "bare parallel python"), par.CPU, b.PythonCPU),
 	}, nil
 }

@@ -76,7 +76,7 @@ func msSince(t time.Time) float64 { return float64(time.Since(t)) / float64(time
 // own session, run and wait in a loop for o.Duration; runs completed within
 // the window count. Each client finishes its last run before returning, so
 // the queue is empty when the next phase starts.
-func measureThroughput(ctx context.Context, c *client, o *Options, clients int, bareRate float64) (Row, error) {
+func measureThroughput(ctx context.Context, c *client, o *Options, clients int, bare Baseline) (Row, error) {
 	sids := make([]string, clients)
 	for i := range sids {
 		var err error
@@ -90,6 +90,8 @@ func measureThroughput(ctx context.Context, c *client, o *Options, clients int, 
 		first error
 		wg    sync.WaitGroup
 	)
+	runs := 0 // every run completed, within the window or after it
+	meter := startCPU()
 	start := time.Now()
 	deadline := start.Add(o.Duration)
 	for i := 0; i < clients; i++ {
@@ -107,6 +109,7 @@ func measureThroughput(ctx context.Context, c *client, o *Options, clients int, 
 					mu.Unlock()
 					return
 				}
+				runs++
 				if time.Now().Before(deadline) {
 					lat = append(lat, msSince(t0))
 				}
@@ -115,11 +118,12 @@ func measureThroughput(ctx context.Context, c *client, o *Options, clients int, 
 		}()
 	}
 	wg.Wait()
+	cpu := meter.stop(runs)
 	if first != nil {
 		return Row{}, first
 	}
 	s := SummarizeMS(lat)
 	r := Row{Section: "throughput", Name: fmt.Sprintf("python hello, %d clients", clients), Latency: &s,
 		Rate: float64(len(lat)) / o.Duration.Seconds(), Target: "≥ 0.85× bare"}
-	return ratio(r, bareRate, "bare parallel python"), nil
+	return withCPU(ratio(r, bare.PythonRate, "bare parallel python"), cpu, bare.PythonCPU), nil
 }

@@ -30,8 +30,12 @@ type Row struct {
 	OverP50MS *float64 `json:"over_bare_p50_ms,omitempty"` // latency p50 − bare p50
 	Ratio     *float64 `json:"ratio_to_bare,omitempty"`    // rate / bare rate, or p50 / bare p50
 	VsBare    string   `json:"vs_bare"`
-	Target    string   `json:"target,omitempty"`
-	Note      string   `json:"note,omitempty"`
+	// CPU is the machine's CPU a run of a rate row, and CPURatio bare's
+	// over it (see cpuUse).
+	CPU      *cpuUse  `json:"cpu,omitempty"`
+	CPURatio *float64 `json:"cpu_ratio_to_bare,omitempty"`
+	Target   string   `json:"target,omitempty"`
+	Note     string   `json:"note,omitempty"`
 }
 
 // DriverResult is the whole suite for one server (one database driver).

@@ -181,12 +181,16 @@ func serverPhases(ctx context.Context, c *client, o *Options, bare Baseline, log
 			return rows, fmt.Errorf("bare alongside: %w", err)
 		}
 		logf("throughput: %d clients, %s", n, o.Duration)
-		row, err := measureThroughput(ctx, c, o, n, bare.PythonRate)
+		row, err := measureThroughput(ctx, c, o, n, bare)
 		if err != nil {
 			return rows, fmt.Errorf("throughput %d: %w", n, err)
 		}
-		if alongside > 0 {
-			row.Note = fmt.Sprintf("%.2f× bare parallel python measured just before it (%.1f runs/s)", row.Rate/alongside, alongside)
+		if alongside.Rate > 0 {
+			just := fmt.Sprintf("%.2f× bare parallel python measured just before it (%.1f runs/s", row.Rate/alongside.Rate, alongside.Rate)
+			if alongside.CPU != nil && row.CPU != nil {
+				just += fmt.Sprintf("; its CPU a run %.1f ms, %.2f× this row's", alongside.CPU.PerRunMS, alongside.CPU.PerRunMS/row.CPU.PerRunMS)
+			}
+			row.Note = joinNotes(just+")", row.Note)
 		}
 		rows = append(rows, row)
 	}

@@ -52,6 +52,16 @@ func TestQuickSQLite(t *testing.T) {
 	sections := map[string]int{}
 	for _, r := range rep.Results[0].Rows {
 		sections[r.Section]++
+		// Every python rate is charged its CPU a run, and runbox's rates
+		// are compared with bare's in CPU too.
+		if r.Rate > 0 && strings.Contains(r.Name, "python") {
+			if r.CPU == nil || r.CPU.PerRunMS <= 0 || r.CPU.SelfPerRunMS <= 0 {
+				t.Errorf("row %q: CPU a run %+v", r.Name, r.CPU)
+			}
+			if r.Section != "bare" && r.CPURatio == nil {
+				t.Errorf("row %q: no CPU ratio to bare", r.Name)
+			}
+		}
 		if r.Latency != nil && r.Latency.N == 0 && r.Section != "saturation" {
 			t.Errorf("row %q has no samples", r.Name)
 		}

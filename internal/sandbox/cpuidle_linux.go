@@ -1,12 +1,11 @@
 package sandbox
 
 import (
-	"errors"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/runbox/runbox/internal/procstat"
 )
 
 // A prestarted interpreter (see prestart_linux.go) uses more CPU than one
@@ -30,10 +29,10 @@ const (
 type idleMeter struct {
 	read func() ([]byte, error) // /proc/stat
 
-	mu        sync.Mutex
-	at        time.Time
-	idle, all uint64  // the counters read at `at`
-	share     float64 // idle share between the last two reads
+	mu    sync.Mutex
+	at    time.Time
+	last  procstat.Times // read at `at`
+	share float64        // idle share between the last two reads
 }
 
 func newIdleMeter() *idleMeter {
@@ -54,36 +53,13 @@ func (m *idleMeter) idleShare() float64 {
 	if err != nil {
 		return m.share
 	}
-	idle, all, err := parseProcStat(b)
+	t, err := procstat.Parse(b)
 	if err != nil {
 		return m.share
 	}
-	if m.all != 0 && all > m.all && idle >= m.idle {
-		m.share = float64(idle-m.idle) / float64(all-m.all)
+	if d, ok := t.Since(m.last); ok && m.last.Total() != 0 && d.Total() > 0 {
+		m.share = float64(d.Waiting()) / float64(d.Total())
 	}
-	m.at, m.idle, m.all = now, idle, all
+	m.at, m.last = now, t
 	return m.share
-}
-
-// parseProcStat returns the idle (idle + iowait) and total time of the
-// aggregate "cpu" line of /proc/stat, in ticks. The total is user, nice,
-// system, idle, iowait, irq, softirq and steal; guest time is already in
-// user and nice.
-func parseProcStat(b []byte) (idle, all uint64, err error) {
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, errors.New("no cpu line in /proc/stat")
-	}
-	for i := 1; i <= 8; i++ {
-		n, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
-			return 0, 0, err
-		}
-		all += n
-		if i == 4 || i == 5 {
-			idle += n
-		}
-	}
-	return idle, all, nil
 }
