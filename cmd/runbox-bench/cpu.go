@@ -20,10 +20,10 @@ type cpuUse struct {
 	// run, whoever spent it: the programs, the jails, the server, the
 	// database, the load client, the kernel's threads.
 	PerRunMS float64 `json:"per_run_ms"`
-	// SelfPerRunMS is this process's share: with an embedded server the
-	// API, the workers, the sandbox's host side and the load client; in
-	// the sandbox phase the sandbox's host side; in the bare phases fork
-	// and exec.
+	// SelfPerRunMS is this process's share: the load client, and with an
+	// embedded server (not -url) the API, the workers and the sandbox's
+	// host side; in the sandbox phase the sandbox's host side; in the bare
+	// phases fork and exec.
 	SelfPerRunMS float64 `json:"self_per_run_ms"`
 	// StealShare is the hypervisor's share of the window's CPU time.
 	StealShare float64 `json:"steal_share"`
