@@ -183,14 +183,31 @@ func TestConcurrentAutosaveWithIfMatch(t *testing.T) {
 // RUNBOX_IDLE_SESSION_TTL is gone; one that is saved, or run, is kept.
 func TestIdleSessionsPurged(t *testing.T) {
 	requireRoot(t)
-	s := start(t, "serve", map[string]string{"RUNBOX_IDLE_SESSION_TTL": "2s"})
+	const ttl = 3 * time.Second
+	s := start(t, "serve", map[string]string{"RUNBOX_IDLE_SESSION_TTL": ttl.String()})
+	created := time.Now()
 	idle := s.createSession("python", "print('idle')")
 	saved := s.createSession("python", "print('saved')")
 	ran := s.createSession("python", "print('ran')")
-	deadline := time.Now().Add(4 * time.Second) // two TTLs, purged every second
-	for time.Now().Before(deadline) {
+	// The purge runs every second, once River has elected this process
+	// its leader and a worker is free: when is up to the host, so wait for
+	// it, keeping the other two sessions busy meanwhile (a save and a run
+	// every second or so, well within the TTL).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		s.do("PATCH", "/code-sessions/"+saved, map[string]any{"source_code": "print('saved')"}).expect(t, 200, "")
 		s.runAndWait(ran, "")
+		r := s.do("GET", "/code-sessions/"+idle, nil)
+		if r.status == 404 {
+			if age := time.Since(created); age < ttl {
+				t.Fatalf("idle session purged %s after it was created, before its TTL of %s", age, ttl)
+			}
+			break
+		}
+		r.expect(t, 200, "")
+		if time.Now().After(deadline) {
+			t.Fatalf("idle session not purged %s after it was created (TTL %s)", time.Since(created), ttl)
+		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	s.do("GET", "/code-sessions/"+idle, nil).expect(t, 404, "session_not_found")
