@@ -171,11 +171,15 @@ func TestInitKilledFromOutside(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		rep, err := s.Execute(context.Background(), sh("sleep 3; echo survived", defLimits()))
+		// Long enough to be found however slowly the jail starts on a
+		// loaded host; killing its init ends it.
+		long := defLimits()
+		long.WallTime = 30 * time.Second
+		rep, err := s.Execute(context.Background(), sh("sleep 30; echo survived", long))
 		done <- result{rep, err}
 	}()
 	var initPid int
-	for deadline := time.Now().Add(2 * time.Second); initPid == 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); initPid == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the program never appeared")
 		}
