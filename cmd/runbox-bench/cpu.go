@@ -10,11 +10,12 @@ import (
 )
 
 // cpuUse is the machine's CPU time over a throughput window, charged to
-// the runs completed in it. On a shared virtual machine runs per second
-// move with the neighbours (the hypervisor's steal), while the CPU a run
-// costs barely does: comparing it with bare's says what runbox adds per
-// run, and bare's CPU a run over runbox's is the throughput ratio a
-// saturated host would reach.
+// the runs completed in it: comparing it with bare's says what runbox adds
+// per run, and bare's CPU a run over runbox's is the throughput ratio a
+// saturated host would reach. Steal is left out, but a host whose
+// neighbours slow its CPUs without stealing them makes it drift as much
+// as runs per second (bare python's moved by a third within one run on a
+// 2-vCPU VM), so it is best compared with a bare run measured just before.
 type cpuUse struct {
 	// PerRunMS is busy CPU time (all CPUs, steal excluded) per completed
 	// run, whoever spent it: the programs, the jails, the server, the

@@ -1,8 +1,7 @@
 // Package procstat reads the host's CPU time counters, the aggregate "cpu"
 // line of /proc/stat. The sandbox uses them to tell a busy host from an idle
 // one (whether to prestart interpreters); the benchmark to charge each run
-// the machine's CPU time, which a noisy host's neighbours disturb far less
-// than they disturb runs per second.
+// the machine's CPU time.
 package procstat
 
 import (

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"os"
 	"sync"
 	"time"
 
@@ -27,7 +26,7 @@ const (
 // idleMeter measures the idle share of the host's CPU time from
 // /proc/stat, re-read at most once per idleWindow.
 type idleMeter struct {
-	read func() ([]byte, error) // /proc/stat
+	read func() (procstat.Times, error) // procstat.Read, but in tests
 
 	mu    sync.Mutex
 	at    time.Time
@@ -36,7 +35,7 @@ type idleMeter struct {
 }
 
 func newIdleMeter() *idleMeter {
-	return &idleMeter{read: func() ([]byte, error) { return os.ReadFile("/proc/stat") }, share: 1}
+	return &idleMeter{read: procstat.Read, share: 1}
 }
 
 // idleShare returns the idle share of the host's CPU time between the last
@@ -49,11 +48,7 @@ func (m *idleMeter) idleShare() float64 {
 	if now.Sub(m.at) < idleWindow {
 		return m.share
 	}
-	b, err := m.read()
-	if err != nil {
-		return m.share
-	}
-	t, err := procstat.Parse(b)
+	t, err := m.read()
 	if err != nil {
 		return m.share
 	}

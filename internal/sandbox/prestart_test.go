@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/runbox/runbox/internal/procstat"
 )
 
 // pyScript is a python script run of main.py (and any other files).
@@ -182,7 +184,7 @@ func TestPrestartedPythonLimits(t *testing.T) {
 
 // fixedIdleMeter always reports share.
 func fixedIdleMeter(share float64) *idleMeter {
-	return &idleMeter{read: func() ([]byte, error) { return nil, errors.New("not read") }, share: share}
+	return &idleMeter{read: func() (procstat.Times, error) { return procstat.Times{}, errors.New("not read") }, share: share}
 }
 
 // TestPrestartOnlyWithIdleCPU: on saturated CPUs a jail does not prestart.
@@ -208,7 +210,7 @@ func TestIdleMeter(t *testing.T) {
 	}
 	want := []float64{1, 0.5, 0.05, 0.05, 0.05, 1}
 	i := 0
-	m := &idleMeter{read: func() ([]byte, error) { return []byte(stats[i]), nil }, share: 1}
+	m := &idleMeter{read: func() (procstat.Times, error) { return procstat.Parse([]byte(stats[i])) }, share: 1}
 	for i = range stats {
 		m.at = time.Time{} // the window has passed
 		if got := m.idleShare(); got != want[i] {
@@ -216,7 +218,7 @@ func TestIdleMeter(t *testing.T) {
 		}
 	}
 	// Within the window, /proc/stat is not read again.
-	m.read = func() ([]byte, error) { t.Fatal("read within the window"); return nil, nil }
+	m.read = func() (procstat.Times, error) { t.Fatal("read within the window"); return procstat.Times{}, nil }
 	m.idleShare()
 }
 
