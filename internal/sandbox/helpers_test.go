@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	_ "embed"
 	"errors"
@@ -131,52 +130,31 @@ func trunc(b []byte) string {
 }
 
 // jailProcs lists host processes running as a jail's uid in a cgroup of s
-// (other packages' tests may run jails at the same time), but for the
-// interpreters prestarted in idle jails (see prestartedProcs).
-func jailProcs(s *Sandbox) []string {
+// (other packages' tests may run jails at the same time).
+func jailProcs(s *Sandbox) []string { return procsOf(s, isJailID) }
+
+// templateProcs lists the host pids of the template interpreters of s's
+// jails.
+func templateProcs(s *Sandbox) []string { return procsOf(s, isTemplateID) }
+
+// procsOf lists host processes in a cgroup of s whose real uid is one
+// that ofUID accepts.
+func procsOf(s *Sandbox, ofUID func(string) bool) []string {
 	var out []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		if isPrestarted(e.Name()) {
-			continue
-		}
-		f, err := os.Open(filepath.Join("/proc", e.Name(), "status"))
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if fields := strings.Fields(sc.Text()); len(fields) > 1 && fields[0] == "Uid:" && isJailID(fields[1]) {
-				if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
-					out = append(out, e.Name())
-				}
+		_, rest, _ := strings.Cut(string(b), "\nUid:")
+		if uid := strings.Fields(rest); len(uid) > 0 && ofUID(uid[0]) {
+			if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
+				out = append(out, e.Name())
 			}
 		}
-		f.Close()
 	}
 	return out
-}
-
-// prestartedProcs lists the host pids of the python interpreters
-// prestarted in s's jails, waiting for their step.
-func prestartedProcs(s *Sandbox) []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if !isPrestarted(e.Name()) {
-			continue
-		}
-		if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
-			out = append(out, e.Name())
-		}
-	}
-	return out
-}
-
-// isPrestarted reports whether host process pid runs prestart.py.
-func isPrestarted(pid string) bool {
-	cmd, err := os.ReadFile(filepath.Join("/proc", pid, "cmdline"))
-	return err == nil && strings.HasSuffix(string(cmd), "\x00-c\x00"+prestartSource+"\x00")
 }
 
 // assertClean checks the host after Execute returned: no process of the
@@ -212,5 +190,12 @@ func assertClosed(t *testing.T, s *Sandbox) {
 // isJailID reports whether a decimal uid is one of the jails' (see jailUIDBase).
 func isJailID(s string) bool {
 	n, err := strconv.Atoi(s)
-	return err == nil && n > jailUIDBase
+	return err == nil && n > jailUIDBase && n < templateUIDBase
+}
+
+// isTemplateID reports whether a decimal uid is one of the templates' (see
+// templateUIDBase).
+func isTemplateID(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n > templateUIDBase
 }

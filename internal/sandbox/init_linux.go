@@ -11,13 +11,13 @@ package sandbox
 //	       prepare the first step's launcher
 //	box    mount a fresh scratch tmpfs for /box, /tmp and /dev/shm (see
 //	       mountScratch) and write the run's files into /box;
-//	       kill a prestarted interpreter unless it serves the first step
+//	       kill the template interpreter unless it serves the first step
 //	step   empty /tmp and /dev/shm, then start the program (see launch)
 //	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool);
 //	       we are in the next step's cgroup (the same one, or a new one
 //	       the host has put us in): prepare the next step's launcher
-//	prestart  have that launcher start a python interpreter for the
-//	       next step (see prestart_linux.go)
+//	template  start a template python interpreter for the next steps,
+//	       unless the jail has one that serves them (see template_linux.go)
 //
 // EOF on fd 3 means the host (the worker process) is gone: the init exits,
 // and the kernel kills everything left in its pid namespace.
@@ -46,6 +46,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -75,11 +76,12 @@ const (
 
 // initReq is one message from the host.
 type initReq struct {
-	Op string // setup, box, step, clear, prestart
+	Op string // setup, box, step, clear, template
 	// setup
-	Root     string   // empty host directory to build the root on
-	ReadOnly []string // extra read-only paths
-	UID, GID int
+	Root        string   // empty host directory to build the root on
+	ReadOnly    []string // extra read-only paths
+	UID, GID    int
+	TemplateUID int // see templateUIDBase
 	// setup, clear, step: the host's number of the cgroup it has put us
 	// in. A launcher's cgroup namespace is rooted at the cgroup the init
 	// was in when it was prepared; the host moves the init only where the
@@ -90,9 +92,9 @@ type initReq struct {
 	// box: the files' contents follow each other in the passed memfd
 	BoxBytes int64
 	Files    []fileMeta
-	// box: the first step's, when a prestarted interpreter may serve it;
-	// prestart: what to start
-	Prestart *prestartSpec
+	// box: the first step's, when the template may serve it; template:
+	// what to start
+	Python *pythonSpec
 	// step: fds 0, 1, 2 of the program are passed
 	Argv    []string
 	Env     []string
@@ -112,14 +114,13 @@ type rlimit struct {
 
 // initMsg is one message to the host.
 type initMsg struct {
-	Ok      bool `json:",omitempty"` // setup, box, clear or prestart done
+	Ok      bool `json:",omitempty"` // setup, box, clear or template done
 	Started bool `json:",omitempty"`
-	// Prestarted (with Started): the program is an interpreter started
-	// before the step, which began when the jail went back to the pool.
-	Prestarted bool   `json:",omitempty"`
-	Exited     bool   `json:",omitempty"`
-	Status     uint32 `json:",omitempty"` // syscall.WaitStatus
-	Error      string `json:",omitempty"` // an internal error; the jail is unusable
+	// Forked (with Started): the program is a fork of the template.
+	Forked bool   `json:",omitempty"`
+	Exited bool   `json:",omitempty"`
+	Status uint32 `json:",omitempty"` // syscall.WaitStatus
+	Error  string `json:",omitempty"` // an internal error; the jail is unusable
 }
 
 // Init must be the first call in main (and in TestMain of any package
@@ -134,10 +135,12 @@ func Init() {
 }
 
 type initState struct {
-	mu   sync.Mutex // serialises sends
-	uid  int
-	gid  int
-	prog []unix.SockFilter
+	mu  sync.Mutex // serialises sends
+	uid int
+	gid int
+	// templateUID is the template's uid and gid.
+	templateUID int
+	prog        []unix.SockFilter
 	// watch: prog reports inet sockets (see watchSockets); false where the
 	// kernel cannot, and then no step's network namespace is kept.
 	watch bool
@@ -148,6 +151,7 @@ type initState struct {
 	scratch int
 	step    int
 	next    *launcher // prepared for the next step, if any
+	tmpl    *template // the jail's template interpreter, if any
 	// net is the network namespace of the last step, for the next one
 	// (see netns_linux.go); only the launcher being prepared touches it.
 	net *keptNetns
@@ -216,7 +220,7 @@ func (st *initState) handle(req *initReq, fds []int) error {
 	switch req.Op {
 	case "setup":
 		closeFds(fds)
-		st.uid, st.gid = req.UID, req.GID
+		st.uid, st.gid, st.templateUID = req.UID, req.GID, req.TemplateUID
 		if err := unix.Sethostname([]byte(jailHostname)); err != nil {
 			return fmt.Errorf("sethostname: %w", err)
 		}
@@ -234,21 +238,21 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		}
 		st.send(initMsg{Ok: true})
 	case "box":
-		if l := st.next; l != nil && l.pre != nil && !l.pre.spec.serves(req.Prestart) {
-			l.dropPrestarted()
+		if t := st.tmpl; t != nil {
+			if t.armed = t.spec.serves(req.Python); !t.armed {
+				st.dropTemplate()
+			}
 		}
 		if err := st.mountBox(req, fds); err != nil {
 			return err
 		}
 		st.send(initMsg{Ok: true})
-	case "prestart":
+	case "template":
 		closeFds(fds)
-		if st.next == nil || req.Prestart == nil {
-			return errors.New("prestart: bad request")
+		if req.Python == nil {
+			return errors.New("template: bad request")
 		}
-		done := make(chan error)
-		st.next.work <- launchWork{prestart: req.Prestart, done: done}
-		if err := <-done; err != nil {
+		if err := st.startTemplate(req.Python, req.Cgroup); err != nil {
 			return err
 		}
 		st.send(initMsg{Ok: true})
@@ -256,6 +260,9 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		closeFds(fds)
 		if err := st.dropScratch(); err != nil {
 			return err
+		}
+		if t := st.tmpl; t != nil && t.cgroup != req.Cgroup {
+			st.dropTemplate() // before the host removes its cgroup
 		}
 		if err := st.prepareLauncher(req.Cgroup); err != nil {
 			return err
@@ -487,36 +494,27 @@ func (r *sectionReader) Read(p []byte) (int, error) {
 // dead and the host has put the init in the cgroup of the next step, so
 // that creating the thread and the namespaces (about half of what the
 // jail adds to a python hello world) is off the step's path. No process
-// but the step's program (or the interpreter prestarted to be it) enters
-// the namespaces, so they are as fresh as if created at the step.
+// but the step's program enters the namespaces, so they are as fresh as
+// if created at the step. A step that the template serves does not use
+// them: the launcher's thread then only waits for it.
 type launcher struct {
 	cgroup int // initReq.Cgroup when it unshared
 	work   chan launchWork
-	// The fields below belong to the launcher's goroutine while it works,
-	// to the main loop while it waits for work.
-	confined bool        // its thread dropped its capabilities and loaded the filter
-	net      *keptNetns  // the network namespace it entered
-	pre      *prestarted // an interpreter started for the next step
+	net    *keptNetns // the network namespace it entered
 }
 
-// launchWork is a step to launch, or (prestart set) an interpreter to
-// prestart, after which the launcher waits for more work.
+// launchWork is a step to launch.
 type launchWork struct {
-	req      *initReq
-	fds      []int
-	prestart *prestartSpec
-	done     chan error // the prestart's outcome
+	req *initReq
+	fds []int
 }
 
 // confine drops the capability sets of the launcher's thread and loads the
-// seccomp filter into it (once): every program forked from the thread
-// inherits both. The filter reports the programs' inet sockets where the
+// seccomp filter into it: every program forked from the thread inherits
+// both. The filter reports the programs' inet sockets where the
 // kernel can; where it cannot, the network namespace is not kept.
 func (l *launcher) confine(st *initState) error {
-	if l.confined {
-		return nil
-	}
-	if err := dropCapabilities(); err != nil {
+	if err := limitCapabilities(); err != nil {
 		return err
 	}
 	fd, err := installSeccomp(st.prog, st.watch)
@@ -528,7 +526,6 @@ func (l *launcher) confine(st *initState) error {
 	} else {
 		l.net.used.Store(true)
 	}
-	l.confined = true
 	return nil
 }
 
@@ -556,13 +553,8 @@ func (st *initState) prepareLauncher(cg int) error {
 		if err != nil {
 			return // ends locked: the runtime destroys the thread
 		}
-		for w := range l.work {
-			if w.prestart != nil {
-				w.done <- st.prestart(l, w.prestart)
-				continue
-			}
+		if w, ok := <-l.work; ok {
 			st.launch(l, w.req, w.fds)
-			return
 		}
 	}()
 	if err := <-ready; err != nil {
@@ -576,7 +568,6 @@ func (st *initState) prepareLauncher(cg int) error {
 // namespaces.
 func (st *initState) dropLauncher() {
 	if l := st.next; l != nil {
-		l.dropPrestarted()
 		close(l.work)
 		st.next = nil
 	}
@@ -621,21 +612,25 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 		}
 	}
 	st.rlim = req.Rlimits
-	if err := l.confine(st); err != nil {
-		fail(err)
-	}
 	started := startedMsg
 	pid := 0
-	if p := l.pre; p != nil {
-		l.pre = nil
-		if p.handOver(req, fds) == nil {
-			pid, started = p.pid, prestartedMsg
+	t := st.tmpl
+	if t != nil && t.armed {
+		t.armed = false
+		if t.fit(l.cgroup) {
+			pid, _ = t.fork(st, req, fds)
+		}
+		if pid != 0 {
+			started = forkedMsg
 		} else {
-			p.kill() // it died: start the program the usual way
+			t = nil // the step is started the usual way; the next box drops it
 		}
 	}
 	var err error
 	if pid == 0 {
+		if err := l.confine(st); err != nil {
+			fail(err)
+		}
 		pid, err = syscall.ForkExec(req.Argv[0], req.Argv, &syscall.ProcAttr{
 			Dir:   "/box",
 			Env:   req.Env,
@@ -684,20 +679,85 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 		if err != nil {
 			fail(fmt.Errorf("wait: %w", err))
 		}
+		st.reaped(wpid)
 		if wpid == pid {
 			status = ws
 			break
 		}
 	}
-	// Kill what the program left (daemons, double forks) and reap it all:
-	// after ECHILD no process but us is left in the pid namespace.
-	for {
-		_, _, _ = syscall.RawSyscall(syscall.SYS_KILL, ^uintptr(0), uintptr(syscall.SIGKILL), 0)
-		if _, err := syscall.Wait4(-1, nil, 0, nil); err == syscall.ECHILD {
-			break
+	if t != nil {
+		if err := st.killAllButTemplate(t); err != nil {
+			fail(err)
+		}
+	} else {
+		// Kill what the program left (daemons, double forks) and reap it
+		// all: after ECHILD no process but us is left in the pid namespace.
+		for {
+			_, _, _ = syscall.RawSyscall(syscall.SYS_KILL, ^uintptr(0), uintptr(syscall.SIGKILL), 0)
+			wpid, err := syscall.Wait4(-1, nil, 0, nil)
+			if err == syscall.ECHILD {
+				break
+			}
+			st.reaped(wpid)
 		}
 	}
 	st.send(initMsg{Exited: true, Status: uint32(status)})
+}
+
+// reaped notes that the init reaped pid, which may be the template's.
+func (st *initState) reaped(pid int) {
+	if t := st.tmpl; t != nil && t.pid == pid {
+		t.reaped.Store(true)
+	}
+}
+
+// killAllButTemplate kills what a step forked from t left (daemons,
+// double forks) and reaps it all: when it returns, no process but us and
+// t is left in the pid namespace. kill(-1) would kill t too, so it kills
+// what /proc lists until /proc lists nothing more: a process forked
+// meanwhile has a parent alive when it was listed, and a killed process
+// forks no more.
+func (st *initState) killAllButTemplate(t *template) error {
+	proc, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("kill: %w", err)
+	}
+	defer unix.Close(proc)
+	buf := make([]byte, 8<<10)
+	for {
+		if _, err := unix.Seek(proc, 0, 0); err != nil {
+			return fmt.Errorf("kill: %w", err)
+		}
+		left := false
+		for {
+			n, err := unix.Getdents(proc, buf)
+			if err != nil {
+				return fmt.Errorf("kill: %w", err)
+			}
+			if n == 0 {
+				break
+			}
+			_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+			for _, name := range names {
+				pid, err := strconv.Atoi(name)
+				if err != nil || pid == 1 || pid == t.pid && !t.reaped.Load() {
+					continue
+				}
+				left = true
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		if !left {
+			return nil
+		}
+		// A zombie is listed until it is reaped: wait for one (a killed
+		// process's orphans are ours once it is gone).
+		wpid, err := syscall.Wait4(-1, nil, 0, nil)
+		if err != nil && err != syscall.EINTR && err != syscall.ECHILD {
+			return fmt.Errorf("kill: wait: %w", err)
+		}
+		st.reaped(wpid)
+	}
 }
 
 // spareInitThreads is how many idle OS threads the init keeps ready for
@@ -734,11 +794,11 @@ func spareThreads(n int) {
 	done.Wait()
 }
 
-// startedMsg and prestartedMsg are the "started" messages, encoded ahead:
+// startedMsg and forkedMsg are the "started" messages, encoded ahead:
 // between the fork and the wait the launcher only makes raw syscalls.
 var (
-	startedMsg, _    = json.Marshal(initMsg{Started: true})
-	prestartedMsg, _ = json.Marshal(initMsg{Started: true, Prestarted: true})
+	startedMsg, _ = json.Marshal(initMsg{Started: true})
+	forkedMsg, _  = json.Marshal(initMsg{Started: true, Forked: true})
 )
 
 // credential is the jail user's, with no supplementary groups.
@@ -746,15 +806,19 @@ func (st *initState) credential() *syscall.Credential {
 	return &syscall.Credential{Uid: uint32(st.uid), Gid: uint32(st.gid), Groups: []uint32{}}
 }
 
-// dropCapabilities empties the calling thread's capability bounding,
-// ambient and inheritable sets, so that the program, once setuid to a
-// non-root id, has and can regain no capability (setuid binaries are
-// neutralised by nosuid mounts and no_new_privs as well).
-func dropCapabilities() error {
+// limitCapabilities empties the calling thread's capability bounding set
+// but for keep, and its ambient and inheritable sets, so that the
+// program, once setuid to a non-root id, has and can regain no capability
+// but those it is given (setuid binaries are neutralised by nosuid mounts
+// and no_new_privs as well).
+func limitCapabilities(keep ...uintptr) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
 		return fmt.Errorf("clear ambient caps: %w", err)
 	}
 	for capb := 0; ; capb++ {
+		if slices.Contains(keep, uintptr(capb)) {
+			continue
+		}
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(capb), 0, 0, 0); err != nil {
 			if err == unix.EINVAL && capb > 0 { // past CAP_LAST_CAP
 				break

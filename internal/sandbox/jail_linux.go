@@ -152,10 +152,6 @@ type Sandbox struct {
 	closed bool
 	idle   chan *jail
 	refill chan struct{}
-
-	// cpuIdle decides whether a jail going back to the pool prestarts
-	// its next python interpreter (see cpuidle_linux.go).
-	cpuIdle *idleMeter
 }
 
 // sweepInterval is how often a live instance looks for dead siblings that
@@ -209,7 +205,6 @@ func New(cfg Config) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	s.size = cfg.PoolSize
-	s.cpuIdle = newIdleMeter()
 	if s.size <= 0 {
 		s.size = 2 * runtime.NumCPU()
 	}
@@ -337,11 +332,11 @@ func (s *Sandbox) Execute(ctx context.Context, req Request) (*Report, error) {
 	if req.Compile != nil && req.Compile.Limits.ScratchBytes > scratch {
 		scratch = req.Compile.Limits.ScratchBytes
 	}
-	// The interpreter a python script run can be served by, and the one
-	// to prestart when the jail goes back to the pool.
+	// The template interpreter a python script run can be served by,
+	// and the one the jail keeps when it goes back to the pool.
 	j.python = nil
 	if req.Run.PythonScript && req.Compile == nil {
-		j.python = &prestartSpec{Python: req.Run.Argv[0], Env: req.Env}
+		j.python = &pythonSpec{Python: req.Run.Argv[0], Env: req.Env}
 	}
 	if err := j.fillBox(scratch, req.Files, j.python); err != nil {
 		return nil, fmt.Errorf("sandbox: prepare box: %w", err)
@@ -458,7 +453,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 
 	setup := time.NewTimer(setupTimeout)
 	defer setup.Stop()
-	var started, prestarted bool
+	var started, forked bool
 	for !started {
 		select {
 		case m, ok := <-j.msgs:
@@ -474,7 +469,7 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 			if m.Error != "" {
 				return internal(errors.New(m.Error))
 			}
-			started, prestarted = m.Started, m.Prestarted
+			started, forked = m.Started, m.Forked
 		case <-setup.C:
 			return internal(errors.New("jail set-up timed out"))
 		case <-ctx.Done():
@@ -482,9 +477,6 @@ func (s *Sandbox) runStep(ctx context.Context, j *jail, name string, req *Reques
 		}
 	}
 	start := time.Now()
-	if prestarted {
-		cpu0, mem0 = j.baseCPU, j.baseMem
-	}
 
 	// Stdin: written in the background; EPIPE (program did not read it all)
 	// is normal.
@@ -534,9 +526,10 @@ loop:
 		// The jail was killed: wait until its pid namespace is gone.
 		j.kill()
 		j.wait()
-	} else if p := cg.procs(); len(p) != 1 || p[0] != j.pid {
+	} else if p := cg.procs(); !j.onlyInitLeft(p) {
 		// Cannot happen (the init reaped every process of the namespace
-		// before reporting); never reuse a jail we cannot account for.
+		// but the template before reporting); never reuse a jail we
+		// cannot account for.
 		log.Error("sandbox: processes left after a step", "procs", p)
 		j.kill()
 		j.wait()
@@ -547,7 +540,7 @@ loop:
 	rep := &StepReport{
 		Stdout: outC.buf.Bytes(), Stderr: errC.buf.Bytes(),
 		StdoutTruncated: outC.total > lim.OutputBytes, StderrTruncated: errC.total > lim.OutputBytes,
-		WallTime: wallTime, MemoryBytes: max(cg.memoryPeak()-mem0, 0), Prestarted: prestarted,
+		WallTime: wallTime, MemoryBytes: max(cg.memoryPeak()-mem0, 0), Prestarted: forked,
 	}
 	if u, err := cg.cpuUsage(); err == nil {
 		rep.CPUTime = u - cpu0

@@ -182,15 +182,25 @@ func (st *initState) enterNetns() error {
 		}
 		k.close()
 	}
+	k, err := newNetns()
+	if err != nil {
+		return err
+	}
+	st.net = k
+	return nil
+}
+
+// newNetns puts the calling thread in a new network namespace with lo up.
+func newNetns() (*keptNetns, error) {
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("unshare: %w", err)
+		return nil, fmt.Errorf("unshare: %w", err)
 	}
 	if err := loopbackUp(); err != nil {
-		return err
+		return nil, err
 	}
 	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("network namespace: %w", err)
+		return nil, fmt.Errorf("network namespace: %w", err)
 	}
 	k := &keptNetns{fd: fd}
 	if k.files, err = openNetnsFiles(); err == nil {
@@ -198,10 +208,9 @@ func (st *initState) enterNetns() error {
 	}
 	if err != nil {
 		k.close()
-		return err
+		return nil, err
 	}
-	st.net = k
-	return nil
+	return k, nil
 }
 
 // canWatchSockets reports whether the kernel can report a program's

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -47,13 +48,9 @@ type jail struct {
 	// containers) often withhold: a jail's rlimits can only go down.
 	rlim []rlimit
 	// python is the interpreter and environment of the jail's last run,
-	// when it was a python script: what to prestart for the next one
-	// (see prestart_linux.go). baseCPU and baseMem are the cgroup's use
-	// just before that, the baselines of the step it serves: its start
-	// counts as the step's, as a fresh interpreter's would.
-	python  *prestartSpec
-	baseCPU time.Duration
-	baseMem int64
+	// when it was a python script: what its template interpreter is (see
+	// template_linux.go).
+	python *pythonSpec
 
 	killed   atomic.Bool
 	waitOnce sync.Once
@@ -158,9 +155,9 @@ func (j *jail) call(req *initReq, fds ...int) error {
 
 // fillBox mounts a fresh /box in the jail and has the init write the files
 // (the host never touches a path inside the jail). first is what a
-// prestarted interpreter must be to serve the first step (nil: none may).
-func (j *jail) fillBox(size int64, files []File, first *prestartSpec) error {
-	req := &initReq{Op: "box", BoxBytes: size, Prestart: first}
+// template interpreter must be to serve the first step (nil: none may).
+func (j *jail) fillBox(size int64, files []File, first *pythonSpec) error {
+	req := &initReq{Op: "box", BoxBytes: size, Python: first}
 	if len(files) == 0 {
 		return j.call(req)
 	}
@@ -319,7 +316,8 @@ func (s *Sandbox) startJail(readOnly []string) (*jail, error) {
 		return fail(err)
 	}
 	if err := j.call(&initReq{Op: "setup", Root: filepath.Join(s.instDir, "root"), ReadOnly: readOnly,
-		UID: jailUIDBase + j.pid, GID: jailUIDBase + j.pid, Cgroup: j.cgN}); err != nil {
+		UID: jailUIDBase + j.pid, GID: jailUIDBase + j.pid, TemplateUID: templateUIDBase + j.pid,
+		Cgroup: j.cgN}); err != nil {
 		return fail(err)
 	}
 	return j, nil
@@ -399,13 +397,8 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 				keep = false
 			}
 		}
-		if keep && j.python != nil && s.cpuIdle.idleShare() >= prestartMinIdle {
-			var err error
-			j.baseCPU, err = j.cg.cpuUsage()
-			j.baseMem = j.cg.memoryUsage()
-			if err == nil {
-				keep = j.call(&initReq{Op: "prestart", Prestart: j.python}) == nil
-			}
+		if keep && j.python != nil {
+			keep = j.call(&initReq{Op: "template", Python: j.python, Cgroup: j.cgN}) == nil
 		}
 		if keep {
 			// Under load more jails than PoolSize may be in use (each
@@ -511,4 +504,28 @@ func (h *headBuffer) String() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return string(h.b)
+}
+
+// onlyInitLeft reports whether procs, the host pids in the jail's cgroup,
+// are its init and at most one other process, which runs as the jail's
+// template uid (no program of a run can: see templateUIDBase).
+func (j *jail) onlyInitLeft(procs []int) bool {
+	others := 0
+	for _, pid := range procs {
+		if pid == j.pid {
+			continue
+		}
+		others++
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil || others > 1 {
+			return false
+		}
+		want := strconv.Itoa(templateUIDBase + j.pid)
+		_, rest, _ := strings.Cut(string(b), "\nUid:")
+		line, _, _ := strings.Cut(rest, "\n")
+		if ids := strings.Fields(line); len(ids) != 4 || ids[0] != want || ids[1] != want || ids[2] != want {
+			return false
+		}
+	}
+	return slices.Contains(procs, j.pid)
 }

@@ -1,0 +1,156 @@
+# The python template (see template_linux.go). A jail's init starts it as
+# `python3 -c <this>` under a uid of its own, with only CAP_SETUID,
+# CAP_SETGID and CAP_SETPCAP, under the seccomp filter and no_new_privs,
+# in namespaces of its own, with pipes going nowhere on fds 0-2 and a
+# socket on fd 3. It then forks one process per step, which drops to the
+# jail's user and every capability before it reads a line of the script.
+#
+# The init sends one message per step: "uid gid resource value ...\n"
+# (the step's rlimits where they differ from those the template was
+# started with) then the step's argv, NUL-separated, with the step's
+# stdin, stdout and stderr. The template forks twice, so that the step's
+# process is the init's child (it reaps it, and it kills what is left);
+# that process drops its privileges, then writes its pid to the template,
+# which hands it on; an empty answer means it failed. EOF on the socket:
+# the template exits.
+#
+# What a script can tell apart from a fresh interpreter: one more frame
+# under its own (inspect.stack(), recursion depth), _socket in
+# sys.modules, gc.get_freeze_count(), the hash seed (the same for every
+# run of one template), and the CPU its interpreter did not spend
+# starting. Tracebacks, sys.argv, sys.orig_argv, sys.path, __main__, the
+# std streams and exit statuses are as in a fresh one.
+import sys, os, gc, _socket
+
+imported = set(sys.modules)
+import ctypes
+
+imported = set(sys.modules) - imported  # hidden again from each step
+libc = ctypes.CDLL(None, use_errno=True)
+del sys.path[0]  # -c's '' (the working directory): the script's own replaces it
+
+
+def drop(uid, gid):
+    # Every capability goes, the bounding set first (that needs
+    # CAP_SETPCAP), then the ids (CAP_SETGID, CAP_SETUID), then what is
+    # left of the other sets. The kernel does not clear capabilities on a
+    # change between two non-zero uids, so the capset is what empties
+    # them; /proc/self/status proves it.
+    cap = 0
+    while libc.prctl(24, cap, 0, 0, 0) == 0:  # PR_CAPBSET_DROP
+        cap += 1
+    if cap == 0 or ctypes.get_errno() != 22:  # EINVAL: past the last one
+        return False
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if libc.prctl(47, 4, 0, 0, 0) != 0:  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+        return False
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+        return False
+    # A change of ids makes a process non-dumpable; an exec'd program
+    # would be dumpable again, and its /proc/self files its own.
+    if libc.prctl(4, 1, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+        return False
+    for m in imported:
+        del sys.modules[m]
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f)
+    ids = f"{uid}\t{uid}\t{uid}\t{uid}", f"{gid}\t{gid}\t{gid}\t{gid}"
+    return (status["Uid"].strip(), status["Gid"].strip()) == ids and status["Groups"].strip() == "" and all(
+        int(status[k], 16) == 0 for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    )
+
+
+def serve():
+    sock = _socket.socket(fileno=3)
+    while True:
+        msg, anc, _, _ = sock.recvmsg(65536, _socket.CMSG_SPACE(3 * 4))
+        fds = [
+            int.from_bytes(data[i : i + 4], sys.byteorder)
+            for level, kind, data in anc
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS
+            for i in range(0, len(data) - 3, 4)
+        ]
+        if len(fds) != 3 or not msg:
+            os._exit(0)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            if os.fork() == 0:
+                sock.close()
+                return msg, fds, w
+            os._exit(0)
+        os.close(w)
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(pid, 0)
+        with os.fdopen(r, "rb") as f:
+            sock.send(f.read())
+
+
+gc.freeze()  # what every step shares stays out of its collector's way
+msg, fds, ready = serve()
+head, _, argv = msg.partition(b"\n")
+head = [int(n) for n in head.split()]
+os.setsid()
+try:
+    dropped = drop(head[0], head[1])
+except BaseException:
+    dropped = False
+if not dropped:
+    os._exit(1)
+limits = head[2:]
+if limits:  # only when the step's differ from those it was started with
+    import resource
+
+    for r, v in zip(limits[::2], limits[1::2]):
+        resource.setrlimit(r, (v, v))
+for i, fd in enumerate(fds):
+    os.dup2(fd, i)
+    os.close(fd)
+os.write(ready, str(os.getpid()).encode())
+os.close(ready)
+del msg, fds, ready, head, limits, drop, serve, dropped, imported, libc, ctypes
+os.chdir("/box")
+sys.orig_argv = [os.fsdecode(a) for a in argv.split(b"\0")]
+sys.argv = sys.orig_argv[1:]
+path = os.path.join(os.getcwd(), sys.argv[0])
+sys.path.insert(0, os.path.dirname(path))
+try:
+    with sys.modules["io"].open_code(path) as f:
+        src = f.read()
+except OSError as e:
+    print(f"{sys.orig_argv[0]}: can't open file {path!r}: [Errno {e.errno}] {e.strerror}", file=sys.stderr)
+    sys.exit(2)
+main = type(sys)("__main__")
+main.__dict__.update(
+    __file__=path,
+    __cached__=None,
+    __loader__=sys.modules["_frozen_importlib_external"].SourceFileLoader("__main__", path),
+    __annotations__={},
+    __builtins__=sys.modules["builtins"],
+)
+sys.modules["__main__"] = main
+try:
+    code = compile(src, path, "exec", dont_inherit=True)
+except (SyntaxError, ValueError) as e:
+    # CPython prints a script it cannot compile with no traceback at all.
+    sys.excepthook(type(e), e.with_traceback(None), None)
+    sys.exit(1)
+del src
+failed = False
+try:
+    exec(code, main.__dict__)
+except SystemExit:
+    raise
+except BaseException as e:
+    # Hide this file's frame: the traceback starts in the script.
+    tb = e.__traceback__.tb_next
+    sys.excepthook(type(e), e.with_traceback(tb), tb)
+    failed = True
+    del tb
+if failed:
+    sys.exit(1)
