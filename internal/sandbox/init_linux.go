@@ -153,8 +153,10 @@ type initState struct {
 	next    *launcher // prepared for the next step, if any
 	tmpl    *template // the jail's template interpreter, if any
 	// net is the network namespace of the last step, for the next one
-	// (see netns_linux.go); only the launcher being prepared touches it.
-	net *keptNetns
+	// (see netns_linux.go); only a launcher isolating itself touches it,
+	// under netMu.
+	netMu sync.Mutex
+	net   *keptNetns
 }
 
 func (st *initState) send(m initMsg) {
@@ -233,7 +235,7 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			return err
 		}
 		st.prog = prog
-		if err := st.prepareLauncher(req.Cgroup); err != nil {
+		if err := st.prepareLauncher(req.Cgroup, false); err != nil {
 			return err
 		}
 		st.send(initMsg{Ok: true})
@@ -264,7 +266,7 @@ func (st *initState) handle(req *initReq, fds []int) error {
 		if t := st.tmpl; t != nil && t.cgroup != req.Cgroup {
 			st.dropTemplate() // before the host removes its cgroup
 		}
-		if err := st.prepareLauncher(req.Cgroup); err != nil {
+		if err := st.prepareLauncher(req.Cgroup, st.tmpl != nil); err != nil {
 			return err
 		}
 		st.send(initMsg{Ok: true})
@@ -498,9 +500,9 @@ func (r *sectionReader) Read(p []byte) (int, error) {
 // if created at the step. A step that the template serves does not use
 // them: the launcher's thread then only waits for it.
 type launcher struct {
-	cgroup int // initReq.Cgroup when it unshared
+	cgroup int // initReq.Cgroup when it was prepared
 	work   chan launchWork
-	net    *keptNetns // the network namespace it entered
+	net    *keptNetns // the network namespace it entered; nil: none yet
 }
 
 // launchWork is a step to launch.
@@ -531,7 +533,11 @@ func (l *launcher) confine(st *initState) error {
 
 // prepareLauncher replaces st.next with a new launcher, in the host's
 // cgroup number cg (initReq.Cgroup).
-func (st *initState) prepareLauncher(cg int) error {
+//
+// With lazy, the launcher enters its namespaces only if its step needs
+// them, at the step: a jail with a template expects the template to
+// serve the next step, and a step it serves runs in the template's.
+func (st *initState) prepareLauncher(cg int, lazy bool) error {
 	st.dropLauncher()
 	// The launcher holds one M; keep the spares the step needs besides.
 	spareThreads(spareInitThreads)
@@ -539,15 +545,9 @@ func (st *initState) prepareLauncher(cg int) error {
 	ready := make(chan error)
 	go func() {
 		runtime.LockOSThread()
-		// Fresh IPC and cgroup namespaces for this thread (and so for the
-		// program), the cgroup one rooted at the cgroup we are in now; a
-		// network namespace as good as fresh.
-		err := st.enterNetns()
-		l.net = st.net
-		if err == nil {
-			if err = unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP); err != nil {
-				err = fmt.Errorf("unshare: %w", err)
-			}
+		var err error
+		if !lazy {
+			err = l.isolate(st)
 		}
 		ready <- err
 		if err != nil {
@@ -561,6 +561,23 @@ func (st *initState) prepareLauncher(cg int) error {
 		return err
 	}
 	st.next = l
+	return nil
+}
+
+// isolate gives the launcher's thread (and so the program) fresh IPC and
+// cgroup namespaces, the cgroup one rooted at the cgroup we are in now,
+// and a network namespace as good as fresh.
+func (l *launcher) isolate(st *initState) error {
+	st.netMu.Lock()
+	defer st.netMu.Unlock()
+	err := st.enterNetns()
+	l.net = st.net
+	if err != nil {
+		return err
+	}
+	if err := unix.Unshare(unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP); err != nil {
+		return fmt.Errorf("unshare: %w", err)
+	}
 	return nil
 }
 
@@ -583,7 +600,7 @@ func (st *initState) takeLauncher(cg int) (*launcher, error) {
 		st.dropLauncher()
 	}
 	if st.next == nil {
-		if err := st.prepareLauncher(cg); err != nil {
+		if err := st.prepareLauncher(cg, false); err != nil {
 			return nil, err
 		}
 	}
@@ -628,6 +645,11 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 	}
 	var err error
 	if pid == 0 {
+		if l.net == nil {
+			if err := l.isolate(st); err != nil {
+				fail(err)
+			}
+		}
 		if err := l.confine(st); err != nil {
 			fail(err)
 		}
@@ -670,7 +692,7 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 	// polled it, every 20 us at first: about 60 wake-ups, a millisecond of
 	// CPU, per python hello world on a paravirtualised host.
 	var status, ws syscall.WaitStatus
-	for {
+	for t == nil {
 		// As pid 1 we also reap the program's orphans.
 		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
 		if err == syscall.EINTR {
@@ -684,6 +706,9 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 			status = ws
 			break
 		}
+	}
+	if t != nil {
+		status = t.wait(pid)
 	}
 	if t != nil {
 		if err := st.killAllButTemplate(t); err != nil {

@@ -8,26 +8,28 @@
 # The init sends one message per step: "uid gid resource value ...\n"
 # (the step's rlimits where they differ from those the template was
 # started with) then the step's argv, NUL-separated, with the step's
-# stdin, stdout and stderr. The template forks twice, so that the step's
-# process is the init's child (it reaps it, and it kills what is left);
-# that process drops its privileges, then writes its pid to the template,
-# which hands it on; an empty answer means it failed. EOF on the socket:
-# the template exits.
+# stdin, stdout and stderr. The template forks the step's process, which
+# drops its privileges, then writes its pid to the template, which hands
+# it on (an empty answer means it failed), waits for it and sends its
+# wait status. EOF on the socket: the template exits.
 #
 # What a script can tell apart from a fresh interpreter: one more frame
 # under its own (inspect.stack(), recursion depth), _socket in
 # sys.modules, gc.get_freeze_count(), the hash seed (the same for every
-# run of one template), and the CPU its interpreter did not spend
-# starting. Tracebacks, sys.argv, sys.orig_argv, sys.path, __main__, the
+# run of one template), its parent's pid (the template's, which /proc
+# hides as it hides the init's), and the CPU its interpreter did not
+# spend starting. Tracebacks, sys.argv, sys.orig_argv, sys.path, __main__, the
 # std streams and exit statuses are as in a fresh one.
 import sys, os, gc, _socket
 
+del sys.path[0]  # -c's '' (the working directory): the script's own replaces it
 imported = set(sys.modules)
 import ctypes
 
 imported = set(sys.modules) - imported  # hidden again from each step
 libc = ctypes.CDLL(None, use_errno=True)
-del sys.path[0]  # -c's '' (the working directory): the script's own replaces it
+cap_header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+no_caps = (ctypes.c_uint32 * 6)()
 
 
 def drop(uid, gid):
@@ -46,8 +48,7 @@ def drop(uid, gid):
     os.setresuid(uid, uid, uid)
     if libc.prctl(47, 4, 0, 0, 0) != 0:  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
         return False
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-    if libc.capset(header, (ctypes.c_uint32 * 6)()) != 0:
+    if libc.capset(cap_header, no_caps) != 0:
         return False
     # A change of ids makes a process non-dumpable; an exec'd program
     # would be dumpable again, and its /proc/self files its own.
@@ -79,16 +80,17 @@ def serve():
         pid = os.fork()
         if pid == 0:
             os.close(r)
-            if os.fork() == 0:
-                sock.close()
-                return msg, fds, w
-            os._exit(0)
+            sock.close()
+            return msg, fds, w
         os.close(w)
         for fd in fds:
             os.close(fd)
-        os.waitpid(pid, 0)
         with os.fdopen(r, "rb") as f:
-            sock.send(f.read())
+            started = f.read()
+        sock.send(started)
+        _, status = os.waitpid(pid, 0)
+        if started:
+            sock.send(str(status).encode())
 
 
 gc.freeze()  # what every step shares stays out of its collector's way
@@ -113,7 +115,7 @@ for i, fd in enumerate(fds):
     os.close(fd)
 os.write(ready, str(os.getpid()).encode())
 os.close(ready)
-del msg, fds, ready, head, limits, drop, serve, dropped, imported, libc, ctypes
+del msg, fds, ready, head, limits, drop, serve, dropped, imported, libc, ctypes, cap_header, no_caps
 os.chdir("/box")
 sys.orig_argv = [os.fsdecode(a) for a in argv.split(b"\0")]
 sys.argv = sys.orig_argv[1:]

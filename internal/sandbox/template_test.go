@@ -72,7 +72,7 @@ print('fds', sorted(os.listdir('/proc/self/fd')))
 print('interfaces', sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]))
 import resource
 print('rlimits', [resource.getrlimit(r) for r in (resource.RLIMIT_NOFILE, resource.RLIMIT_FSIZE, resource.RLIMIT_CORE)])
-print('processes', len([p for p in os.listdir('/proc') if p.isdigit()]), os.getppid())
+print('processes', len([p for p in os.listdir('/proc') if p.isdigit()]), str(os.getppid()) in os.listdir('/proc'))
 print('own /proc files', os.stat('/proc/self/fd').st_uid == os.getuid(), os.stat('/proc/self/environ').st_uid == os.getuid())
 print('modules', sorted(m for m in ('ctypes', '_ctypes', 'struct', 'types', 'resource') if m in sys.modules))
 import ctypes, struct; print(struct.pack('<I', 1), ctypes.sizeof(ctypes.c_int))
