@@ -15,9 +15,10 @@ package sandbox
 //	step   empty /tmp and /dev/shm, then start the program (see launch)
 //	clear  unmount /box, /tmp, /dev/shm (the jail goes back to the pool);
 //	       we are in the next step's cgroup (the same one, or a new one
-//	       the host has put us in): prepare the next step's launcher
-//	template  start a template python interpreter for the next steps,
-//	       unless the jail has one that serves them (see template_linux.go)
+//	       the host has put us in): keep the template python interpreter
+//	       if it still serves the next steps and is fit to, else start
+//	       one, when the last run was a python script (see
+//	       template_linux.go); prepare the next step's launcher
 //
 // EOF on fd 3 means the host (the worker process) is gone: the init exits,
 // and the kernel kills everything left in its pid namespace.
@@ -76,7 +77,7 @@ const (
 
 // initReq is one message from the host.
 type initReq struct {
-	Op string // setup, box, step, clear, template
+	Op string // setup, box, step, clear
 	// setup
 	Root        string   // empty host directory to build the root on
 	ReadOnly    []string // extra read-only paths
@@ -92,8 +93,8 @@ type initReq struct {
 	// box: the files' contents follow each other in the passed memfd
 	BoxBytes int64
 	Files    []fileMeta
-	// box: the first step's, when the template may serve it; template:
-	// what to start
+	// box: the first step's, when the template may serve it; clear: the
+	// template the jail keeps
 	Python *pythonSpec
 	// step: fds 0, 1, 2 of the program are passed
 	Argv    []string
@@ -114,7 +115,7 @@ type rlimit struct {
 
 // initMsg is one message to the host.
 type initMsg struct {
-	Ok      bool `json:",omitempty"` // setup, box, clear or template done
+	Ok      bool `json:",omitempty"` // setup, box or clear done
 	Started bool `json:",omitempty"`
 	// Forked (with Started): the program is a fork of the template.
 	Forked bool   `json:",omitempty"`
@@ -249,22 +250,19 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			return err
 		}
 		st.send(initMsg{Ok: true})
-	case "template":
-		closeFds(fds)
-		if req.Python == nil {
-			return errors.New("template: bad request")
-		}
-		if err := st.startTemplate(req.Python, req.Cgroup); err != nil {
-			return err
-		}
-		st.send(initMsg{Ok: true})
 	case "clear":
 		closeFds(fds)
 		if err := st.dropScratch(); err != nil {
 			return err
 		}
-		if t := st.tmpl; t != nil && t.cgroup != req.Cgroup {
-			st.dropTemplate() // before the host removes its cgroup
+		// Before the host removes the cgroup of a template it moved us
+		// out of, and before the launcher, which is lazy with a template.
+		if req.Python != nil {
+			if err := st.startTemplate(req.Python, req.Cgroup); err != nil {
+				return err
+			}
+		} else {
+			st.dropTemplate()
 		}
 		if err := st.prepareLauncher(req.Cgroup, st.tmpl != nil); err != nil {
 			return err
@@ -632,9 +630,10 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 	started := startedMsg
 	pid := 0
 	t := st.tmpl
-	if t != nil && t.armed {
-		t.armed = false
-		if t.fit(l.cgroup) {
+	if t != nil && t.armed && t.checked {
+		t.armed, t.checked = false, false
+		// Its namespaces were checked at "clear"; nothing ran since.
+		if !t.reaped.Load() && t.cgroup == l.cgroup {
 			pid, _ = t.fork(st, req, fds)
 		}
 		if pid != 0 {

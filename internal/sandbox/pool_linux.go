@@ -384,7 +384,7 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 			keep, j.cgFresh = err == nil, err == nil
 		}
 		if keep {
-			keep = j.call(&initReq{Op: "clear", Cgroup: j.cgN}) == nil
+			keep = j.call(&initReq{Op: "clear", Cgroup: j.cgN, Python: j.python}) == nil
 		}
 		if keep {
 			// Every process is dead and the scratch unmounted, so no tmpfs
@@ -396,9 +396,6 @@ func (s *Sandbox) release(j *jail, reusable bool) {
 				s.log.Warn("sandbox: jail retired: memory pinned past its run", "jail", j.id, "shmem_bytes", pinned)
 				keep = false
 			}
-		}
-		if keep && j.python != nil {
-			keep = j.call(&initReq{Op: "template", Python: j.python, Cgroup: j.cgN}) == nil
 		}
 		if keep {
 			// Under load more jails than PoolSize may be in use (each

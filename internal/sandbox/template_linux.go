@@ -88,7 +88,8 @@ type template struct {
 	net    *keptNetns
 	ipc    *ipcState
 	// armed: the step the box was filled for is this template's to serve.
-	armed bool
+	// checked: it was found fit (or started) since its last step.
+	armed, checked bool
 	// reaped: a launcher reaped it (it died during a step).
 	reaped atomic.Bool
 }
@@ -96,9 +97,12 @@ type template struct {
 // startTemplate starts a template for spec, replacing the one the jail
 // has unless that one serves spec and is still fit to. A template that
 // cannot be started is not an error: the steps are started the usual way.
+// Nothing runs in the jail between this and the next step, so what it
+// found holds at that step.
 func (st *initState) startTemplate(spec *pythonSpec, cg int) error {
 	if t := st.tmpl; t != nil {
 		if t.spec.serves(spec) && t.fit(cg) {
+			t.checked = true
 			return nil
 		}
 		st.dropTemplate()
@@ -116,6 +120,9 @@ func (st *initState) startTemplate(spec *pythonSpec, cg int) error {
 		res <- result{t, err}
 	}()
 	r := <-res
+	if r.t != nil {
+		r.t.checked = true
+	}
 	st.tmpl = r.t
 	return r.err
 }
