@@ -108,6 +108,25 @@ func TestForkedPythonRunsLikeFresh(t *testing.T) {
 			"threading.Thread(target=lambda: (time.sleep(0.05), print('thread'))).start()\nprint('main')\n", defLimits())},
 		{name: "chained exception", req: pyScript("try:\n    {}['k']\nexcept KeyError as e:\n    raise ValueError('v') from e\n", defLimits())},
 		{name: "signal", req: pyScript("import os, signal\nprint('bye', flush=True)\nos.kill(os.getpid(), signal.SIGKILL)\n", defLimits())},
+		{name: "keyboard interrupt", req: pyScript("print('before')\nraise KeyboardInterrupt\n", defLimits())},
+		// What the interpreter's exit does after atexit: each makes the
+		// fork exit as the interpreter does (see template.py's finish).
+		{name: "finalizer at exit", req: pyScript("class A:\n    def __del__(self):\n        print('del', flush=True)\na = A()\nprint('main')\n", defLimits())},
+		{name: "finalizer in a cycle", req: pyScript("class A:\n    def __del__(self):\n        print('del', flush=True)\na = A()\na.me = a\ndel a\n", defLimits())},
+		{name: "unclosed file", req: pyScript("f = open(1, 'w', closefd=False)\nf.write('never flushed by the script\\n')\n", defLimits())},
+		{name: "closed file", req: pyScript("with open('main.py') as f:\n    print(len(f.read()) > 0)\n", defLimits())},
+		{name: "suspended generator", req: pyScript("def g():\n    try:\n        yield 1\n    finally:\n        print('finally')\nx = g()\nnext(x)\n", defLimits())},
+		{name: "finished generator", req: pyScript("def g():\n    yield 1\nx = g()\nprint(list(x))\n", defLimits())},
+		{name: "weakref callback", req: pyScript("import weakref\nclass A: pass\na = A()\nr = weakref.ref(a, lambda r: print('callback'))\n", defLimits())},
+		{name: "stdout replaced", req: pyScript("import io, sys\nsys.stdout = io.TextIOWrapper(open(1, 'wb', closefd=False))\nprint('wrapped')\n", defLimits())},
+		{name: "stdout closed", req: pyScript("import os\nprint('lost')\nos.close(1)\n", defLimits())},
+		{name: "exit in atexit", req: pyScript("import atexit, sys\natexit.register(sys.exit, 3)\natexit.register(print, 'first')\nprint('main')\n", defLimits())},
+		{name: "exit with a message", req: pyScript("import sys\nsys.exit(['not', 'a', 'status'])\n", defLimits())},
+		{name: "exit with a message and a generator", req: pyScript("import sys\ndef g():\n    try:\n        yield 1\n    finally:\n        print('finally')\nx = g()\nnext(x)\nsys.exit('bye')\n", defLimits())},
+		{name: "interrupted with atexit", req: pyScript("import atexit\natexit.register(print, 'atexit')\nraise KeyboardInterrupt\n", defLimits())},
+		{name: "exit status 0 with a finalizer", req: pyScript("import sys\nclass A:\n    def __del__(self):\n        print('del')\na = A()\nsys.exit(0)\n", defLimits())},
+		{name: "daemon thread", req: pyScript("import threading, time\nthreading.Thread(target=time.sleep, args=(5,), daemon=True).start()\nprint('main')\n", defLimits())},
+
 		// Last: its lower rlimits make the jail unfit for the runs above.
 		{name: "probe", req: pyScript(templateProbe, probeLimits, helper), stdin: "line one\nrest\n"},
 	}
