@@ -53,7 +53,8 @@ type Language struct {
 	Compile        []string `yaml:"compile"`
 	Run            []string `yaml:"run"`
 	// Prestart "python" says that run is a python interpreter followed by
-	// the script: a pooled jail starts the interpreter ahead of the run.
+	// the script: a pooled jail keeps that interpreter started, as a
+	// template that each run is a fork of (see the sandbox's template).
 	Prestart string `yaml:"prestart"`
 	// MemoryError is what the runtime prints to stderr when it exhausts a
 	// memory bound of its own that stands for the memory limit (the JVM's

@@ -1,7 +1,6 @@
 // Package procstat reads the host's CPU time counters, the aggregate "cpu"
-// line of /proc/stat. The sandbox uses them to tell a busy host from an idle
-// one (whether to prestart interpreters); the benchmark to charge each run
-// the machine's CPU time.
+// line of /proc/stat. The benchmark uses them to charge each run the
+// machine's CPU time.
 package procstat
 
 import (

@@ -74,7 +74,7 @@ func NewMetrics() *Metrics {
 			Name: "runbox_sandbox_failures_total", Help: "Sandbox set-up failures (internal, not the program's).",
 		}),
 		Prestarted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "runbox_prestarted_runs_total", Help: "Runs served by an interpreter a waiting jail had started ahead, by language.",
+			Name: "runbox_prestarted_runs_total", Help: "Runs forked from a jail's template interpreter instead of starting one, by language.",
 		}, []string{"language"}),
 		CompileCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runbox_compile_cache_total", Help: "Runs of compiled languages by whether their build was cached (hit) or compiled (miss), by language.",
