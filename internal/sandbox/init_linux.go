@@ -38,7 +38,10 @@ package sandbox
 // pid 1) and reaps until ECHILD before it reports the exit: when the host
 // reads "exited", nothing of the step is alive. The thread then ends locked,
 // so the Go runtime destroys it with its namespaces and filter (the
-// network namespace lives on if the init kept it).
+// network namespace lives on if the init kept it). A python step that the
+// jail's template serves is a fork of the template instead, in the
+// template's namespaces, and the launcher's thread only waits for it and
+// kills everything but us and the template (see template_linux.go).
 
 import (
 	"encoding/json"
