@@ -285,7 +285,16 @@ func (st *initState) handle(req *initReq, fds []int) error {
 			closeFds(fds)
 			return err
 		}
-		l.work <- launchWork{req: req, fds: fds}
+		// What the launcher reads of our state is decided here, before it
+		// starts (the channel orders it), never written back: the
+		// launcher's end reaches this loop only through the host.
+		st.rlim = req.Rlimits // the launcher sets them before the program starts
+		w := launchWork{req: req, fds: fds, tmpl: st.tmpl}
+		if t := st.tmpl; t != nil {
+			w.fork = t.armed && t.checked
+			t.armed, t.checked = false, false
+		}
+		l.work <- w
 	default:
 		closeFds(fds)
 		return fmt.Errorf("unknown op %q", req.Op)
@@ -506,10 +515,13 @@ type launcher struct {
 	net    *keptNetns // the network namespace it entered; nil: none yet
 }
 
-// launchWork is a step to launch.
+// launchWork is a step to launch: with fork, a fork of tmpl (the jail's
+// template, if any, which the launcher otherwise only reaps should it die).
 type launchWork struct {
-	req *initReq
-	fds []int
+	req  *initReq
+	fds  []int
+	tmpl *template
+	fork bool
 }
 
 // confine drops the capability sets of the launcher's thread and loads the
@@ -555,7 +567,7 @@ func (st *initState) prepareLauncher(cg int, lazy bool) error {
 			return // ends locked: the runtime destroys the thread
 		}
 		if w, ok := <-l.work; ok {
-			st.launch(l, w.req, w.fds)
+			st.launch(l, w)
 		}
 	}()
 	if err := <-ready; err != nil {
@@ -613,7 +625,8 @@ func (st *initState) takeLauncher(cg int) (*launcher, error) {
 // launch runs one step's program from the launcher's thread (see the top
 // of this file) and reports "started", then "exited" once every process of
 // the step is dead. It never unlocks its thread.
-func (st *initState) launch(l *launcher, req *initReq, fds []int) {
+func (st *initState) launch(l *launcher, w launchWork) {
+	req, fds := w.req, w.fds
 	fail := func(err error) {
 		closeFds(fds)
 		st.send(initMsg{Error: err.Error()})
@@ -629,21 +642,16 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 			fail(fmt.Errorf("setrlimit %d: %w", r.Resource, err))
 		}
 	}
-	st.rlim = req.Rlimits
 	started := startedMsg
 	pid := 0
-	t := st.tmpl
-	if t != nil && t.armed && t.checked {
-		t.armed, t.checked = false, false
-		// Its namespaces were checked at "clear"; nothing ran since.
-		if !t.reaped.Load() && t.cgroup == l.cgroup {
-			pid, _ = t.fork(st, req, fds)
+	var t *template // the template the program is a fork of
+	// Its namespaces were checked at "clear"; nothing ran since.
+	if w.fork && !w.tmpl.reaped.Load() && w.tmpl.cgroup == l.cgroup {
+		if pid, _ = w.tmpl.fork(st, req, fds); pid != 0 {
+			t, started = w.tmpl, forkedMsg
 		}
-		if pid != 0 {
-			started = forkedMsg
-		} else {
-			t = nil // the step is started the usual way; the next box drops it
-		}
+		// Else the step is started the usual way, its end kills the
+		// template, and the next "clear" replaces it.
 	}
 	var err error
 	if pid == 0 {
@@ -703,7 +711,7 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 		if err != nil {
 			fail(fmt.Errorf("wait: %w", err))
 		}
-		st.reaped(wpid)
+		w.tmpl.noteReaped(wpid)
 		if wpid == pid {
 			status = ws
 			break
@@ -713,7 +721,7 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 		status = t.wait(pid)
 	}
 	if t != nil {
-		if err := st.killAllButTemplate(t); err != nil {
+		if err := killAllButTemplate(t); err != nil {
 			fail(err)
 		}
 	} else {
@@ -725,15 +733,16 @@ func (st *initState) launch(l *launcher, req *initReq, fds []int) {
 			if err == syscall.ECHILD {
 				break
 			}
-			st.reaped(wpid)
+			w.tmpl.noteReaped(wpid)
 		}
 	}
 	st.send(initMsg{Exited: true, Status: uint32(status)})
 }
 
-// reaped notes that the init reaped pid, which may be the template's.
-func (st *initState) reaped(pid int) {
-	if t := st.tmpl; t != nil && t.pid == pid {
+// noteReaped notes that the init reaped pid, which may be t's (t may be
+// nil).
+func (t *template) noteReaped(pid int) {
+	if t != nil && t.pid == pid {
 		t.reaped.Store(true)
 	}
 }
@@ -744,7 +753,7 @@ func (st *initState) reaped(pid int) {
 // what /proc lists until /proc lists nothing more: a process forked
 // meanwhile has a parent alive when it was listed, and a killed process
 // forks no more.
-func (st *initState) killAllButTemplate(t *template) error {
+func killAllButTemplate(t *template) error {
 	proc, err := unix.Open("/proc", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("kill: %w", err)
@@ -783,7 +792,7 @@ func (st *initState) killAllButTemplate(t *template) error {
 		if err != nil && err != syscall.EINTR && err != syscall.ECHILD {
 			return fmt.Errorf("kill: wait: %w", err)
 		}
-		st.reaped(wpid)
+		t.noteReaped(wpid)
 	}
 }
 
