@@ -127,6 +127,13 @@ func TestForkedPythonRunsLikeFresh(t *testing.T) {
 		{name: "exit status 0 with a finalizer", req: pyScript("import sys\nclass A:\n    def __del__(self):\n        print('del')\na = A()\nsys.exit(0)\n", defLimits())},
 		{name: "daemon thread", req: pyScript("import threading, time\nthreading.Thread(target=time.sleep, args=(5,), daemon=True).start()\nprint('main')\n", defLimits())},
 
+		// Hostile programs: a fork answers as a fresh interpreter would.
+		{name: "fork bomb", req: pyScript("import os\ntry:\n    while True:\n        if os.fork() == 0:\n            import time\n            time.sleep(30)\nexcept OSError as e:\n    print('stopped', e.errno)\n", defLimits())},
+		{name: "denied syscalls", req: pyScript("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"+
+			"for name, args in (('unshare', (0x20000,)), ('mount', (b'none', b'/tmp', b'tmpfs', 0, None)), ('chroot', (b'/tmp',)), ('setns', (0, 0)), ('ptrace', (16, 1, 0, 0))):\n"+
+			"    print(name, getattr(libc, name)(*args), ctypes.get_errno())\n", defLimits())},
+		{name: "read-only root", req: pyScript("for p in ('/x', '/etc/x', '/usr/x', '/proc/sys/kernel/hostname'):\n    try:\n        open(p, 'w').write('x')\n        print(p, 'written')\n    except OSError as e:\n        print(p, e.errno)\n", defLimits())},
+		{name: "what the jail shows", req: pyScript("import os, socket\nprint(sorted(os.listdir('/')), sorted(os.listdir('/dev')), socket.gethostname(), os.listdir('/tmp'), os.listdir('/dev/shm'))\n", defLimits())},
 		// Last: its lower rlimits make the jail unfit for the runs above.
 		{name: "probe", req: pyScript(templateProbe, probeLimits, helper), stdin: "line one\nrest\n"},
 	}
