@@ -191,6 +191,7 @@ if limits:  # only when the step's differ from those it was started with
 
     for r, v in zip(limits[::2], limits[1::2]):
         resource.setrlimit(r, (v, v))
+    del sys.modules["resource"], resource  # as if never imported
 for i, fd in enumerate(fds):
     os.dup2(fd, i)
     os.close(fd)

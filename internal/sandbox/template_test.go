@@ -60,6 +60,7 @@ func runForked(t *testing.T, s *Sandbox, req Request) (*StepReport, string) {
 // templateProbe prints what a script can see of how it was started.
 const templateProbe = `import os, sys
 print('forked', '_socket' in sys.modules)
+print('resource' in sys.modules, 'ctypes' in sys.modules, 'atexit' in sys.modules)
 print(sys.argv, sys.orig_argv, __name__, __file__, sys.path[0], os.getcwd())
 print(sorted(globals()), type(__loader__).__name__, __spec__, __package__, __doc__, __cached__)
 import helper; print(helper.where)
