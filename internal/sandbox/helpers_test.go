@@ -143,12 +143,7 @@ func procsOf(s *Sandbox, ofUID func(string) bool) []string {
 	var out []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		_, rest, _ := strings.Cut(string(b), "\nUid:")
-		if uid := strings.Fields(rest); len(uid) > 0 && ofUID(uid[0]) {
+		if uid := procUIDs(e.Name()); len(uid) > 0 && ofUID(uid[0]) {
 			if cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup")); strings.Contains(string(cg), "/"+s.prefix) {
 				out = append(out, e.Name())
 			}

@@ -540,7 +540,7 @@ loop:
 	rep := &StepReport{
 		Stdout: outC.buf.Bytes(), Stderr: errC.buf.Bytes(),
 		StdoutTruncated: outC.total > lim.OutputBytes, StderrTruncated: errC.total > lim.OutputBytes,
-		WallTime: wallTime, MemoryBytes: max(cg.memoryPeak()-mem0, 0), Prestarted: forked,
+		WallTime: wallTime, MemoryBytes: max(cg.memoryPeak()-mem0, 0), Forked: forked,
 	}
 	if u, err := cg.cpuUsage(); err == nil {
 		rep.CPUTime = u - cpu0

@@ -513,16 +513,23 @@ func (j *jail) onlyInitLeft(procs []int) bool {
 			continue
 		}
 		others++
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-		if err != nil || others > 1 {
-			return false
-		}
 		want := strconv.Itoa(templateUIDBase + j.pid)
-		_, rest, _ := strings.Cut(string(b), "\nUid:")
-		line, _, _ := strings.Cut(rest, "\n")
-		if ids := strings.Fields(line); len(ids) != 4 || ids[0] != want || ids[1] != want || ids[2] != want {
+		ids := procUIDs(strconv.Itoa(pid))
+		if others > 1 || len(ids) != 4 || ids[0] != want || ids[1] != want || ids[2] != want {
 			return false
 		}
 	}
 	return slices.Contains(procs, j.pid)
+}
+
+// procUIDs returns the real, effective, saved and filesystem uids of host
+// process pid, from its /proc status (nil if it cannot be read).
+func procUIDs(pid string) []string {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return nil
+	}
+	_, rest, _ := strings.Cut(string(b), "\nUid:")
+	line, _, _ := strings.Cut(rest, "\n")
+	return strings.Fields(line)
 }

@@ -30,9 +30,9 @@ type Step struct {
 	Limits Limits
 	// PythonScript says that Argv is a python interpreter, a script in the
 	// working directory and its arguments: a pooled jail whose last run was
-	// the same interpreter with the same environment starts the next one
-	// ahead, between runs, and hands it the script when the step comes
-	// (see prestart_linux.go). Only a run with no compile step uses it.
+	// the same interpreter with the same environment keeps it started as a
+	// template, and the step is a fork of it (see template_linux.go). Only
+	// a run with no compile step uses it.
 	PythonScript bool
 }
 
@@ -80,10 +80,10 @@ type StepReport struct {
 	WallTime        time.Duration
 	CPUTime         time.Duration
 	MemoryBytes     int64 // peak, from the cgroup
-	// Prestarted: the program was an interpreter started before the step
-	// (see Step.PythonScript); its start is in CPUTime and MemoryBytes,
-	// not in WallTime.
-	Prestarted bool
+	// Forked: the program was a fork of the jail's template interpreter
+	// (see Step.PythonScript); CPUTime and MemoryBytes count from the
+	// fork, and the pages it shares with the template are not in them.
+	Forked bool
 }
 
 // Report is the result of a Request. Run is nil when compilation failed.

@@ -100,13 +100,25 @@ type template struct {
 // Nothing runs in the jail between this and the next step, so what it
 // found holds at that step.
 func (st *initState) startTemplate(spec *pythonSpec, cg int) error {
-	if t := st.tmpl; t != nil {
-		if t.spec.serves(spec) && t.fit(cg) {
-			t.checked = true
-			return nil
-		}
+	if t := st.tmpl; t != nil && !(t.spec.serves(spec) && t.fit(cg)) {
 		st.dropTemplate()
 	}
+	if st.tmpl == nil {
+		t, err := st.newTemplate(spec, cg)
+		if err != nil {
+			return err
+		}
+		st.tmpl = t
+	}
+	if st.tmpl != nil {
+		st.tmpl.checked = true
+	}
+	return nil
+}
+
+// newTemplate starts a template for spec on a thread of its own (see
+// forkTemplate); nil if the interpreter could not be started.
+func (st *initState) newTemplate(spec *pythonSpec, cg int) (*template, error) {
 	type result struct {
 		t   *template
 		err error
@@ -120,11 +132,7 @@ func (st *initState) startTemplate(spec *pythonSpec, cg int) error {
 		res <- result{t, err}
 	}()
 	r := <-res
-	if r.t != nil {
-		r.t.checked = true
-	}
-	st.tmpl = r.t
-	return r.err
+	return r.t, r.err
 }
 
 // forkTemplate starts a template from the calling thread, which it
@@ -227,20 +235,25 @@ func (t *template) fork(st *initState, req *initReq, fds []int) (int, error) {
 	if err := unix.Sendmsg(t.sock, []byte(msg.String()), unix.UnixRights(fds...), nil, 0); err != nil {
 		return 0, err
 	}
+	answer, err := t.read()
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(answer)
+	if err != nil || pid <= 1 {
+		return 0, fmt.Errorf("template: no step process (%q)", answer)
+	}
+	return pid, nil
+}
+
+// read returns t's next message (a number; "" if t is gone).
+func (t *template) read() (string, error) {
 	var buf [16]byte
 	for {
 		n, err := unix.Read(t.sock, buf[:])
-		if err == unix.EINTR {
-			continue
+		if err != unix.EINTR {
+			return string(buf[:max(n, 0)]), err
 		}
-		if err != nil {
-			return 0, err
-		}
-		pid, err := strconv.Atoi(string(buf[:n]))
-		if err != nil || pid <= 1 {
-			return 0, fmt.Errorf("template: no step process (%q)", buf[:n])
-		}
-		return pid, nil
 	}
 }
 
@@ -250,13 +263,8 @@ func (t *template) fork(st *initState, req *initReq, fds []int) (int, error) {
 // it ourselves; if t had reaped it already, the status says it was
 // killed.
 func (t *template) wait(pid int) syscall.WaitStatus {
-	var buf [16]byte
-	n, err := unix.Read(t.sock, buf[:])
-	for err == unix.EINTR {
-		n, err = unix.Read(t.sock, buf[:])
-	}
-	if err == nil {
-		if status, err := strconv.Atoi(string(buf[:n])); err == nil && n > 0 {
+	if answer, err := t.read(); err == nil {
+		if status, err := strconv.Atoi(answer); err == nil {
 			return syscall.WaitStatus(status)
 		}
 	}

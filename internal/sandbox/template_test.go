@@ -51,7 +51,7 @@ func runForked(t *testing.T, s *Sandbox, req Request) (*StepReport, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Run.Prestarted {
+	if !rep.Run.Forked {
 		t.Errorf("not forked from the template: %s", describe(rep.Run))
 	}
 	return rep.Run, p[0]
@@ -151,7 +151,7 @@ func TestForkedPythonRunsLikeFresh(t *testing.T) {
 				t.Errorf("template %s, before %s: it was replaced", tmpl, template)
 			}
 			fOut, wOut := f.Stdout, w.Stdout
-			if f.Prestarted {
+			if f.Forked {
 				t.Errorf("fresh run reported forked")
 			}
 			if c.name == "probe" {
@@ -184,7 +184,7 @@ func TestTemplateServesOnlyItsKind(t *testing.T) {
 	other.Env = append(append([]string{}, testEnv...), "EXTRA=yes")
 	waitIdle(t, s)
 	r := run(t, s, other)
-	if string(r.Stdout) != "False yes\n" || r.Prestarted {
+	if string(r.Stdout) != "False yes\n" || r.Forked {
 		t.Errorf("another environment: %s", describe(r))
 	}
 

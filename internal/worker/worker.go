@@ -94,7 +94,7 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) er
 		w.Metrics.SandboxFailures.Inc()
 		return w.retry(ctx, log, job, e, err)
 	}
-	if report.Run != nil && report.Run.Prestarted {
+	if report.Run != nil && report.Run.Forked {
 		w.Metrics.Prestarted.WithLabelValues(e.Language).Inc()
 	}
 	return w.finish(ctx, log, job, e, Verdict(report, lang.MemoryError))

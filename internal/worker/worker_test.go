@@ -83,9 +83,9 @@ func oneLanguage(t *testing.T, yaml, what string) *language.Registry {
 	return langs
 }
 
-// TestPrestartedRunsCounted: a python language that opts in to prestarting
-// asks the sandbox for a python script step, and a run the sandbox served
-// with a prestarted interpreter is counted.
+// TestPrestartedRunsCounted: a python language that opts in (prestart:
+// python) asks the sandbox for a python script step, and a run the sandbox
+// forked from a template interpreter is counted.
 func TestPrestartedRunsCounted(t *testing.T) {
 	ctx := context.Background()
 	langs := oneLanguage(t, "{id: python, name: Python, version_command: [/usr/bin/python3, --version], source_file: main.py, run: [/usr/bin/python3, main.py], prestart: python}", "python3 at /usr/bin/python3")
@@ -98,7 +98,7 @@ func TestPrestartedRunsCounted(t *testing.T) {
 			if !req.Run.PythonScript {
 				t.Error("the python run was not asked as a python script")
 			}
-			return &sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Prestarted: true}}, nil
+			return &sandbox.Report{Run: &sandbox.StepReport{Outcome: sandbox.OutcomeOK, Forked: true}}, nil
 		}),
 	}
 	for range 2 {
