@@ -171,8 +171,9 @@ func (s *server) getExecution() http.Handler {
 const crossProcessRecheck = time.Second
 
 // waitTerminal reads execution id and, until it is terminal, holds the
-// request until the hub says it is or the wait is over, then reads it
-// again.
+// request until the hub says it is or the wait is over. A worker of this
+// process hands the hub the row it stored, which is the answer; otherwise
+// the execution is read again.
 func (s *server) waitTerminal(r *http.Request, id uuid.UUID, wait time.Duration) (*execution.Execution, error) {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -185,8 +186,9 @@ func (s *server) waitTerminal(r *http.Request, id uuid.UUID, wait time.Duration)
 			return cur, err
 		}
 		recheck := time.NewTimer(crossProcessRecheck)
+		var finished *execution.Execution
 		select {
-		case <-done:
+		case finished = <-done:
 		case <-recheck.C:
 		case <-deadline.C:
 			release()
@@ -203,6 +205,11 @@ func (s *server) waitTerminal(r *http.Request, id uuid.UUID, wait time.Duration)
 		}
 		release()
 		recheck.Stop()
+		// The tenant was checked by the read above; the row is the same
+		// execution's.
+		if finished != nil {
+			return finished, nil
+		}
 	}
 }
 

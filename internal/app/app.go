@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 
 	"github.com/runbox/runbox/internal/api"
@@ -157,7 +158,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 	switch {
 	case roles&RoleAPI != 0:
 		handler = api.NewHandler(deps)
-		go func() { _ = st.ListenFinished(ctx, hub.Notify) }()
+		go func() { _ = st.ListenFinished(ctx, func(id uuid.UUID) { hub.Notify(id, nil) }) }()
 	case cfg.MetricsAddr != "":
 		handler, addr = api.NewOpsHandler(deps), cfg.MetricsAddr
 	}

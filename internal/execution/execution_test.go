@@ -41,6 +41,7 @@ func TestTransitions(t *testing.T) {
 func TestHubWakesEveryWaiter(t *testing.T) {
 	h := NewHub()
 	id := uuid.New()
+	stored := &Execution{ID: id, Status: Completed}
 	var wg sync.WaitGroup
 	for range 5 {
 		ch, release := h.Subscribe(id)
@@ -49,14 +50,17 @@ func TestHubWakesEveryWaiter(t *testing.T) {
 			defer wg.Done()
 			defer release()
 			select {
-			case <-ch:
+			case got := <-ch:
+				if got != stored {
+					t.Errorf("waiter got %p, want the notified row %p", got, stored)
+				}
 			case <-time.After(5 * time.Second):
 				t.Error("waiter not woken")
 			}
 		}()
 	}
 	other, releaseOther := h.Subscribe(uuid.New())
-	h.Notify(id)
+	h.Notify(id, stored)
 	wg.Wait()
 	select {
 	case <-other:

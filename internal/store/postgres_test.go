@@ -154,7 +154,7 @@ func TestPostgresListenReconnect(t *testing.T) {
 				if _, err := writer.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
 					t.Fatal(err)
 				}
-				if err := writer.FinishAttempt(ctx, e.ID, 1, &execution.Result{Status: execution.Completed}, time.Now()); err != nil {
+				if _, err := writer.FinishAttempt(ctx, e.ID, 1, &execution.Result{Status: execution.Completed}, time.Now()); err != nil {
 					t.Fatal(err)
 				}
 			case <-deadline:

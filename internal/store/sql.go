@@ -826,13 +826,14 @@ func (s *sqlStore) StartAttempt(ctx context.Context, id uuid.UUID, attempt int, 
 
 // finish writes a terminal result under a conditional update: the status
 // must be one of from and, when attempt is given, attempts must equal it.
+// It returns the execution as stored.
 func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.Status, attempt *int,
-	r *execution.Result, now time.Time) error {
+	r *execution.Result, now time.Time) (*execution.Execution, error) {
 	if r == nil || !r.Status.Terminal() {
-		return errors.New("store: a finished execution needs a terminal result")
+		return nil, errors.New("store: a finished execution needs a terminal result")
 	}
 	if len(from) == 0 {
-		return ErrFenced
+		return nil, ErrFenced
 	}
 	var errCode, errMsg any
 	if r.Error != nil {
@@ -851,43 +852,31 @@ func (s *sqlStore) finish(ctx context.Context, id uuid.UUID, from []execution.St
 	}
 	// One statement, so no transaction: BEGIN and COMMIT would be two more
 	// round trips on PostgreSQL.
-	n, err := s.updateAndNotify(ctx, q, args)
-	if err == nil && n == 0 {
+	e, _, err := scanExec(s.db.QueryRowContext(ctx, s.notifying(q), args...))
+	if errors.Is(err, sql.ErrNoRows) {
 		err = s.fencedOrMissing(ctx, id, attempt)
 	}
-	return wrapErr(ctx, err)
+	return e, wrapErr(ctx, err)
 }
 
-// updateAndNotify runs a result's UPDATE of executions and says how many
-// rows it changed. On PostgreSQL the same statement queues, for each changed
-// row, the notification that wakes the long-polls (delivered at commit,
-// never on rollback): one round trip fewer on the way to the learner's
-// result. SQLite has no NOTIFY: its long-polls are woken by the worker's
-// in-process hub, or re-read the row every second (DESIGN.md).
-func (s *sqlStore) updateAndNotify(ctx context.Context, update string, args []any) (int64, error) {
+// notifying makes a result's UPDATE of executions return the row it changed
+// (execCols), which a waiter of this process is answered with instead of
+// reading it back. On PostgreSQL the same statement queues the notification
+// that wakes the long-polls of other processes (delivered at commit, never
+// on rollback): one round trip fewer on the way to the learner's result.
+// SQLite has no NOTIFY: its long-polls are woken by the worker's in-process
+// hub, or re-read the row every second (DESIGN.md).
+func (s *sqlStore) notifying(update string) string {
 	if !s.d.postgres {
-		res, err := s.db.ExecContext(ctx, update, args...)
-		if err != nil {
-			return 0, err
-		}
-		return res.RowsAffected()
+		return update + ` RETURNING ` + execCols
 	}
-	rows, err := s.db.QueryContext(ctx, `WITH done AS (`+update+` RETURNING id)
-		SELECT pg_notify('`+notifyChannel+`', CAST(id AS TEXT)) FROM done`, args...)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	var n int64
-	for rows.Next() {
-		n++
-	}
-	return n, rows.Err()
+	return `WITH done AS (` + update + ` RETURNING ` + execCols + `)
+		SELECT ` + execCols + ` FROM done, LATERAL (SELECT pg_notify('` + notifyChannel + `', CAST(done.id AS TEXT))) AS sent`
 }
 
-func (s *sqlStore) FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time) error {
+func (s *sqlStore) FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time) (*execution.Execution, error) {
 	if r == nil {
-		return errors.New("store: FinishAttempt without a result")
+		return nil, errors.New("store: FinishAttempt without a result")
 	}
 	// Only a RUNNING execution under this attempt may finish.
 	var from []execution.Status
@@ -899,13 +888,13 @@ func (s *sqlStore) FinishAttempt(ctx context.Context, id uuid.UUID, attempt int,
 	return s.finish(ctx, id, from, &attempt, r, now)
 }
 
-func (s *sqlStore) FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) error {
+func (s *sqlStore) FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) (*execution.Execution, error) {
 	if r == nil {
-		return errors.New("store: FailUnstarted without a result")
+		return nil, errors.New("store: FailUnstarted without a result")
 	}
 	if r.Status != execution.Failed {
 		if r.Status != "" {
-			return errors.New("store: FailUnstarted needs a FAILED result")
+			return nil, errors.New("store: FailUnstarted needs a FAILED result")
 		}
 		cp := *r
 		cp.Status = execution.Failed

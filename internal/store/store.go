@@ -97,11 +97,14 @@ type Store interface {
 	// FinishAttempt records a terminal result only if the execution is
 	// RUNNING under this attempt (else ErrFenced, or ErrStartLost when
 	// no attempt this late has started it), and wakes waiters of
-	// other processes (PostgreSQL NOTIFY).
-	FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time) error
+	// other processes (PostgreSQL NOTIFY). It returns the execution as
+	// stored, which GetExecution would read: the worker hands it to the
+	// waiters of its own process.
+	FinishAttempt(ctx context.Context, id uuid.UUID, attempt int, r *execution.Result, now time.Time) (*execution.Execution, error)
 	// FailUnstarted ends a QUEUED or RUNNING execution FAILED with r (used when
-	// the retry budget is spent); ErrFenced if already terminal.
-	FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) error
+	// the retry budget is spent); ErrFenced if already terminal. It returns
+	// the execution as stored, like FinishAttempt.
+	FailUnstarted(ctx context.Context, id uuid.UUID, r *execution.Result, now time.Time) (*execution.Execution, error)
 
 	// QueueDepth counts QUEUED executions; it must stay cheap at 100,000.
 	QueueDepth(ctx context.Context) (int64, error)

@@ -150,12 +150,15 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *river.Job[qu
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordBudget)
 	defer cancel()
 	now := w.Now()
-	var err error
+	var (
+		stored *execution.Execution
+		err    error
+	)
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
 		if e == nil {
-			err = w.Store.FailUnstarted(ctx, id, r, now)
+			stored, err = w.Store.FailUnstarted(ctx, id, r, now)
 		} else {
-			err = w.Store.FinishAttempt(ctx, id, job.Attempt, r, now)
+			stored, err = w.Store.FinishAttempt(ctx, id, job.Attempt, r, now)
 		}
 		if !errors.Is(err, store.ErrUnavailable) {
 			break
@@ -181,7 +184,7 @@ func (w *Worker) finish(ctx context.Context, log *slog.Logger, job *river.Job[qu
 	if err != nil {
 		return fmt.Errorf("record result: %w", err)
 	}
-	w.Hub.Notify(id)
+	w.Hub.Notify(id, stored)
 	attrs := []any{"status", r.Status}
 	lang := ""
 	if e != nil {

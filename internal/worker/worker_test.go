@@ -43,7 +43,7 @@ func TestSettledExecutionIsNotRunAgain(t *testing.T) {
 	if _, err := st.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.FinishAttempt(ctx, e.ID, 1, &execution.Result{Status: execution.Completed, Stdout: "first\n"}, time.Now()); err != nil {
+	if _, err := st.FinishAttempt(ctx, e.ID, 1, &execution.Result{Status: execution.Completed, Stdout: "first\n"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	w := &Worker{

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,6 +140,22 @@ func wantErr(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Fatalf("%s: got error %v, want %v", what, err, want)
+	}
+}
+
+// errOf is the error of a write that also returns the stored execution.
+func errOf(_ *execution.Execution, err error) error { return err }
+
+// wantStored fails unless stored, what a write returned, is what a read of
+// the same execution gives: a waiter is answered with it instead of a read.
+func wantStored(t *testing.T, s store.Store, tenant string, stored *execution.Execution) {
+	t.Helper()
+	read, err := s.GetExecution(ctxT(t), tenant, stored.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(stored, read) {
+		t.Fatalf("the write returned\n %+v\nbut a read gives\n %+v", stored, read)
 	}
 }
 
@@ -409,7 +426,7 @@ func testInflightCap(t *testing.T, s store.Store) {
 	}
 	_, _, err = s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil)
 	wantErr(t, "running counts as in flight", err, store.ErrTooManyInflight)
-	if err := s.FinishAttempt(ctxT(t), items[0].ID, 1, okResult(), time.Now()); err != nil {
+	if _, err := s.FinishAttempt(ctxT(t), items[0].ID, 1, okResult(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil); err != nil {
@@ -452,7 +469,7 @@ func testClientBacklog(t *testing.T, s store.Store) {
 	if _, err := s.StartAttempt(ctx, done, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishAttempt(ctx, done, 1, okResult(), time.Now()); err != nil {
+	if _, err := s.FinishAttempt(ctx, done, 1, okResult(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := runAs(b, "alice"); err != nil {
@@ -602,13 +619,13 @@ func testFencing(t *testing.T, s store.Store) {
 	_, err = s.StartAttempt(ctx, e.ID, 1, st1)
 	wantErr(t, "late start of attempt 1", err, store.ErrFenced)
 	late := &execution.Result{Status: execution.Failed, Stdout: "stale", Error: &execution.Error{Code: execution.RuntimeError, Message: "x"}}
-	wantErr(t, "finish attempt 1", s.FinishAttempt(ctx, e.ID, 1, late, time.Now()), store.ErrFenced)
+	wantErr(t, "finish attempt 1", errOf(s.FinishAttempt(ctx, e.ID, 1, late, time.Now())), store.ErrFenced)
 	fin := t0.Add(time.Minute)
-	if err := s.FinishAttempt(ctx, e.ID, 2, okResult(), fin); err != nil {
+	if _, err := s.FinishAttempt(ctx, e.ID, 2, okResult(), fin); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "finish twice", s.FinishAttempt(ctx, e.ID, 2, okResult(), time.Now()), store.ErrFenced)
-	wantErr(t, "finish attempt 1 after", s.FinishAttempt(ctx, e.ID, 1, late, time.Now()), store.ErrFenced)
+	wantErr(t, "finish twice", errOf(s.FinishAttempt(ctx, e.ID, 2, okResult(), time.Now())), store.ErrFenced)
+	wantErr(t, "finish attempt 1 after", errOf(s.FinishAttempt(ctx, e.ID, 1, late, time.Now())), store.ErrFenced)
 	_, err = s.StartAttempt(ctx, e.ID, 3, time.Now())
 	wantErr(t, "start terminal", err, store.ErrFenced)
 	got, err = s.GetExecution(ctx, "t", e.ID)
@@ -618,20 +635,20 @@ func testFencing(t *testing.T, s store.Store) {
 	}
 	_, err = s.StartAttempt(ctx, uuid.New(), 1, time.Now())
 	wantErr(t, "start unknown", err, store.ErrExecutionNotFound)
-	wantErr(t, "finish unknown", s.FinishAttempt(ctx, uuid.New(), 1, okResult(), time.Now()), store.ErrExecutionNotFound)
+	wantErr(t, "finish unknown", errOf(s.FinishAttempt(ctx, uuid.New(), 1, okResult(), time.Now())), store.ErrExecutionNotFound)
 	// A result whose start the database lost (a crash after the job's
 	// fetch): not recorded, and not mistaken for a newer attempt's win.
 	lost := NewExecution(t, s, ss)
-	wantErr(t, "finish a lost first start", s.FinishAttempt(ctx, lost.ID, 1, okResult(), time.Now()), store.ErrStartLost)
+	wantErr(t, "finish a lost first start", errOf(s.FinishAttempt(ctx, lost.ID, 1, okResult(), time.Now())), store.ErrStartLost)
 	if _, err := s.StartAttempt(ctx, lost.ID, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "finish a lost rescue start", s.FinishAttempt(ctx, lost.ID, 2, okResult(), time.Now()), store.ErrStartLost)
+	wantErr(t, "finish a lost rescue start", errOf(s.FinishAttempt(ctx, lost.ID, 2, okResult(), time.Now())), store.ErrStartLost)
 	if got, err := s.GetExecution(ctx, "t", lost.ID); err != nil || got.Status != execution.Running || got.Result != nil {
 		t.Fatalf("after lost starts: %+v %v", got, err)
 	}
-	wantErr(t, "fail unknown", s.FailUnstarted(ctx, uuid.New(), late, time.Now()), store.ErrExecutionNotFound)
-	if err := s.FinishAttempt(ctx, e.ID, 2, &execution.Result{Status: execution.Running}, time.Now()); err == nil {
+	wantErr(t, "fail unknown", errOf(s.FailUnstarted(ctx, uuid.New(), late, time.Now())), store.ErrExecutionNotFound)
+	if _, err := s.FinishAttempt(ctx, e.ID, 2, &execution.Result{Status: execution.Running}, time.Now()); err == nil {
 		t.Fatal("non-terminal result accepted")
 	}
 }
@@ -653,9 +670,11 @@ func testResultRoundTrip(t *testing.T, s store.Store) {
 		if _, err := s.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.FinishAttempt(ctx, e.ID, 1, r, time.Now()); err != nil {
+		stored, err := s.FinishAttempt(ctx, e.ID, 1, r, time.Now())
+		if err != nil {
 			t.Fatal(err)
 		}
+		wantStored(t, s, "t", stored)
 		got, err := s.GetExecution(ctx, "t", e.ID)
 		if err != nil {
 			t.Fatal(err)
@@ -705,22 +724,25 @@ func testFailUnstarted(t *testing.T, s store.Store) {
 	ss := NewSession(t, s, "t")
 	r := &execution.Result{Status: execution.Failed, Error: &execution.Error{Code: execution.InternalError, Message: "incident 42"}}
 	q := NewExecution(t, s, ss)
-	if err := s.FailUnstarted(ctx, q.ID, r, time.Now()); err != nil {
+	stored, err := s.FailUnstarted(ctx, q.ID, r, time.Now())
+	if err != nil {
 		t.Fatalf("QUEUED → FAILED: %v", err)
 	}
+	wantStored(t, s, "t", stored)
 	run := NewExecution(t, s, ss)
 	if _, err := s.StartAttempt(ctx, run.ID, 3, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FailUnstarted(ctx, run.ID, r, time.Now()); err != nil {
+	if stored, err = s.FailUnstarted(ctx, run.ID, r, time.Now()); err != nil {
 		t.Fatalf("RUNNING → FAILED: %v", err)
 	}
-	wantErr(t, "fail terminal", s.FailUnstarted(ctx, run.ID, r, time.Now()), store.ErrFenced)
+	wantStored(t, s, "t", stored)
+	wantErr(t, "fail terminal", errOf(s.FailUnstarted(ctx, run.ID, r, time.Now())), store.ErrFenced)
 	got, _ := s.GetExecution(ctx, "t", q.ID)
 	if got.Status != execution.Failed || got.Result == nil || got.Result.Error == nil || got.Result.Error.Code != execution.InternalError {
 		t.Fatalf("failed execution: %+v", got)
 	}
-	if err := s.FailUnstarted(ctx, NewExecution(t, s, ss).ID, okResult(), time.Now()); err == nil {
+	if _, err := s.FailUnstarted(ctx, NewExecution(t, s, ss).ID, okResult(), time.Now()); err == nil {
 		t.Fatal("FailUnstarted accepted a COMPLETED result")
 	}
 }
@@ -741,16 +763,16 @@ func testIllegalTransitions(t *testing.T, s store.Store) {
 	ops := []op{
 		{"StartAttempt", execution.Running, false, func(id uuid.UUID) error { _, err := s.StartAttempt(ctx, id, 2, time.Now()); return err }},
 		{"FinishAttempt COMPLETED", execution.Completed, true, func(id uuid.UUID) error {
-			return s.FinishAttempt(ctx, id, 1, okResult(), time.Now())
+			return errOf(s.FinishAttempt(ctx, id, 1, okResult(), time.Now()))
 		}},
 		{"FinishAttempt FAILED", execution.Failed, true, func(id uuid.UUID) error {
-			return s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Failed}, time.Now())
+			return errOf(s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Failed}, time.Now()))
 		}},
 		{"FinishAttempt TIMEOUT", execution.Timeout, true, func(id uuid.UUID) error {
-			return s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Timeout}, time.Now())
+			return errOf(s.FinishAttempt(ctx, id, 1, &execution.Result{Status: execution.Timeout}, time.Now()))
 		}},
 		{"FailUnstarted", execution.Failed, false, func(id uuid.UUID) error {
-			return s.FailUnstarted(ctx, id, &execution.Result{Status: execution.Failed}, time.Now())
+			return errOf(s.FailUnstarted(ctx, id, &execution.Result{Status: execution.Failed}, time.Now()))
 		}},
 	}
 	for _, from := range all {
@@ -859,7 +881,7 @@ func testQueueDepth(t *testing.T, s store.Store) {
 	if _, err := s.StartAttempt(ctx, ids[0], 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FailUnstarted(ctx, ids[1], &execution.Result{Status: execution.Failed}, time.Now()); err != nil {
+	if _, err := s.FailUnstarted(ctx, ids[1], &execution.Result{Status: execution.Failed}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.QueueDepth(ctx); err != nil || n != 3 {
@@ -940,7 +962,7 @@ func testPurge(t *testing.T, s store.Store) {
 		if _, err := s.StartAttempt(ctx, x.id, 1, old); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.FinishAttempt(ctx, x.id, 1, okResult(), x.end); err != nil {
+		if _, err := s.FinishAttempt(ctx, x.id, 1, okResult(), x.end); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1000,7 +1022,7 @@ func testPurge(t *testing.T, s store.Store) {
 		if _, err := s.StartAttempt(ctx, e.ID, 1, queued); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.FinishAttempt(ctx, e.ID, 1, okResult(), finished); err != nil {
+		if _, err := s.FinishAttempt(ctx, e.ID, 1, okResult(), finished); err != nil {
 			t.Fatal(err)
 		}
 		return e
@@ -1092,7 +1114,7 @@ func testIdlePurgeRacingRun(t *testing.T, s store.Store) {
 	if _, err := s.StartAttempt(ctx, e.ID, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishAttempt(ctx, e.ID, 1, okResult(), time.Now()); err != nil {
+	if _, err := s.FinishAttempt(ctx, e.ID, 1, okResult(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.PurgeBefore(ctx, t0.Add(-time.Hour), time.Now().Add(time.Hour)); err != nil || n != 2 {
@@ -1142,7 +1164,7 @@ loop:
 				t.Fatal(err)
 			}
 			finished[e.ID] = true
-			if err := other.FinishAttempt(context.Background(), e.ID, 1, okResult(), time.Now()); err != nil {
+			if _, err := other.FinishAttempt(context.Background(), e.ID, 1, okResult(), time.Now()); err != nil {
 				t.Fatal(err)
 			}
 		case <-deadline:
