@@ -137,7 +137,8 @@ func insertBacklog(ctx context.Context, e *embedded, n int) error {
 					time.Now().UnixMicro(), hash); err != nil {
 					return err
 				}
-				if err := q.Enqueue(ctx, tx, id); err != nil {
+				job := q.JobOf(id)
+				if _, err := tx.ExecContext(ctx, job.SQL, job.Args...); err != nil {
 					return err
 				}
 			}

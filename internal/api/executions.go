@@ -1,9 +1,7 @@
 package api
 
 import (
-	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"net/http"
 	"strconv"
@@ -96,9 +94,8 @@ func (s *server) run() http.Handler {
 		}
 		e0 := &execution.Execution{ID: uuid.New(), SessionID: id, Tenant: tenant(r), Client: clientKey(r), Stdin: stdin,
 			QueuedAt: s.Now().UTC(), IdempotencyKey: key, RequestHash: hash}
-		enqueue := func(ctx context.Context, tx *sql.Tx) error { return s.Queue.Enqueue(ctx, tx, e0.ID) }
 		caps := store.InflightCaps{Session: s.Config.MaxInflightPerSession, Client: s.Config.MaxInflightPerClient}
-		stored, created, err := s.Store.CreateExecution(r.Context(), e0, caps, enqueue)
+		stored, created, err := s.Store.CreateExecution(r.Context(), e0, caps, s.Queue.JobOf(e0.ID))
 		if err != nil {
 			writeProblem(w, s.storeError(r, err))
 			return

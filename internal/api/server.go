@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -26,10 +25,11 @@ import (
 	"github.com/runbox/runbox/internal/telemetry"
 )
 
-// Enqueuer inserts an execution's job inside the store's transaction, and
-// wakes local workers once that transaction has committed.
+// Enqueuer gives the statement that inserts an execution's job, which the
+// store runs in the execution's transaction, and wakes local workers once
+// that transaction has committed.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error
+	JobOf(executionID uuid.UUID) store.Statement
 	Wake()
 }
 

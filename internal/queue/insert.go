@@ -1,11 +1,11 @@
 package queue
 
 import (
-	"context"
-	"database/sql"
 	"encoding/json"
 
 	"github.com/google/uuid"
+
+	"github.com/runbox/runbox/internal/store"
 )
 
 // A run's job is inserted by statements of ours rather than by River's
@@ -34,29 +34,34 @@ import (
 // worker wakes at once, so that a River upgrade that changes either fails
 // CI.
 
-// insertJobPostgres inserts the job and notifies in one statement. River
+// The job is inserted from its execution's row (the store's table, read by
+// primary key only), so that the statement writes nothing when that row
+// does not exist: on PostgreSQL the store sends it in one round trip with
+// the row's conditional insert (store.CreateExecution).
+
+// jobPostgres inserts the job and notifies in one statement. River
 // qualifies its channel by the schema its tables are in (the current one).
-const insertJobPostgres = `WITH job AS (
-	INSERT INTO river_job (args, kind, max_attempts) VALUES ($1, $2, $3) RETURNING queue)
+const jobPostgres = `WITH job AS (
+	INSERT INTO river_job (args, kind, max_attempts)
+	SELECT CAST($1 AS jsonb), CAST($2 AS text), CAST($3 AS smallint) FROM executions WHERE id = $4 RETURNING queue)
 SELECT pg_notify(current_schema() || '.river_insert', json_build_object('queue', queue)::text) FROM job`
 
 // On SQLite, River keeps JSON as JSONB and times as text in this exact
 // format (at millisecond precision, which its fetch compares against).
 // No notification row: see wake.go.
-const insertJobSQLite = `INSERT INTO river_job (args, kind, max_attempts, created_at, scheduled_at)
-	VALUES (jsonb(?1), ?2, ?3, datetime('now', 'subsec'), datetime('now', 'subsec'))`
+const jobSQLite = `INSERT INTO river_job (args, kind, max_attempts, created_at, scheduled_at)
+	SELECT jsonb(?1), ?2, ?3, datetime('now', 'subsec'), datetime('now', 'subsec') FROM executions WHERE id = ?4`
 
-// insertJob inserts the job of an execution inside tx.
-func (q *Queue) insertJob(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error {
+// JobOf is the statement that inserts the job of an execution, to be run
+// in the transaction that inserts the execution's row.
+func (q *Queue) JobOf(executionID uuid.UUID) store.Statement {
 	args, err := json.Marshal(ExecuteArgs{ExecutionID: executionID})
 	if err != nil {
-		return err
+		panic(err) // a struct of one UUID always encodes
 	}
-	kind := ExecuteArgs{}.Kind()
+	query := jobSQLite
 	if q.pool != nil {
-		_, err = tx.ExecContext(ctx, insertJobPostgres, string(args), kind, q.max)
-		return err
+		query = jobPostgres
 	}
-	_, err = tx.ExecContext(ctx, insertJobSQLite, string(args), kind, q.max)
-	return err
+	return store.Statement{SQL: query, Args: []any{string(args), ExecuteArgs{}.Kind(), q.max, executionID}}
 }

@@ -62,6 +62,16 @@ func inTx(t *testing.T, db *sql.DB, fn func(tx *sql.Tx) error) {
 	}
 }
 
+// insertJob runs the job statement of execution id in a transaction of its own.
+func insertJob(t *testing.T, st store.Store, q *Queue, id uuid.UUID) {
+	t.Helper()
+	job := q.JobOf(id)
+	inTx(t, st.DB(), func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(context.Background(), job.SQL, job.Args...)
+		return err
+	})
+}
+
 // jobColumns are River's job columns as text, but for the id, the times
 // (checked to be now, in River's format) and, on SQLite, the nonce River
 // adds to the metadata of every job it inserts to tell a duplicate apart.
@@ -90,8 +100,10 @@ func TestEnqueueWritesRiversRow(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer q.Close()
-			id := uuid.New()
-			inTx(t, st.DB(), func(tx *sql.Tx) error { return q.Enqueue(ctx, tx, id) })
+			// Without its execution's row, the statement writes nothing.
+			insertJob(t, st, q, uuid.New())
+			id := storetest.NewExecution(t, st, storetest.NewSession(t, st, "")).ID
+			insertJob(t, st, q, id)
 			inTx(t, st.DB(), func(tx *sql.Tx) error {
 				_, err := q.client.InsertTx(ctx, tx, ExecuteArgs{ExecutionID: id}, &river.InsertOpts{MaxAttempts: q.max})
 				return err
@@ -151,8 +163,8 @@ func TestEnqueueWakesAWorker(t *testing.T) {
 			}()
 			time.Sleep(500 * time.Millisecond) // past River's first fetch, which finds nothing
 			for i := range 3 {
-				id := uuid.New()
-				inTx(t, st.DB(), func(tx *sql.Tx) error { return q.Enqueue(ctx, tx, id) })
+				id := storetest.NewExecution(t, st, storetest.NewSession(t, st, "")).ID
+				insertJob(t, st, q, id)
 				q.Wake()
 				select {
 				case got := <-w.got:

@@ -102,11 +102,6 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 	return q, nil
 }
 
-// Enqueue inserts the job of an execution inside tx (see insert.go).
-func (q *Queue) Enqueue(ctx context.Context, tx *sql.Tx, executionID uuid.UUID) error {
-	return q.insertJob(ctx, tx, executionID)
-}
-
 // Wake tells this process's workers that a job was just committed, so that
 // they fetch it now rather than at their next poll. It never blocks, and
 // does nothing on PostgreSQL, where LISTEN/NOTIFY already wakes them.

@@ -543,11 +543,19 @@ func nullString(s string) any {
 	return s
 }
 
-func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, enqueue TxFunc) (*execution.Execution, bool, error) {
+func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, job Statement) (*execution.Execution, bool, error) {
 	if e.ID == uuid.Nil || e.SessionID == uuid.Nil {
 		return nil, false, errors.New("store: execution without id or session id")
 	}
 	queuedAt := nowIfZero(e.QueuedAt)
+	if s.d.postgres {
+		stored, err := s.createPipelined(ctx, e, queuedAt, caps, job)
+		if stored != nil || err != nil {
+			return stored, stored != nil, wrapErr(ctx, err)
+		}
+		// Nothing was inserted: the transaction below says why (or
+		// inserts, if the session changed in between).
+	}
 	var (
 		stored  *execution.Execution
 		created bool
@@ -567,7 +575,7 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 		nearCap := s.d.postgres && caps.Client > 0
 		sel, selArgs := `SELECT status, language, source_code`, []any{s.d.uuidArg(e.SessionID), e.Tenant}
 		if nearCap {
-			sel += `, (SELECT COUNT(*) FROM (SELECT 1 FROM executions WHERE client = $3 AND status IN ('QUEUED', 'RUNNING') LIMIT $4) AS backlog)`
+			sel += `, ` + clientBacklog("$3", "$4")
 			selArgs = append(selArgs, e.Client, caps.Client)
 		}
 		var status, lang, src string
@@ -622,12 +630,12 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 		// key was used before: replay, then the session's count, tell which.
 		clientBound := `$12 >= 0` // true: no cap, or far from it (counted above)
 		if countClient {
-			clientBound = `(SELECT COUNT(*) FROM (SELECT 1 FROM executions WHERE client = $11 AND status IN ('QUEUED', 'RUNNING') LIMIT $12) AS backlog) < $12`
+			clientBound = clientBacklog("$11", "$12") + ` < $12`
 		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO executions
 			(id, session_id, tenant, client, language, source_code, stdin, status, queued_at, attempts, idempotency_key, request_hash)
 			SELECT $1, $2, $3, $11, $4, $5, $6, 'QUEUED', $7, 0, $8, $9
-			WHERE (SELECT COUNT(*) FROM executions WHERE session_id = $2 AND status IN ('QUEUED', 'RUNNING')) < $10
+			WHERE `+sessionInflight("$2")+` < $10
 			AND `+clientBound+`
 			ON CONFLICT (session_id, idempotency_key) DO NOTHING`,
 			s.d.uuidArg(e.ID), s.d.uuidArg(e.SessionID), e.Tenant, lang, src, clean(e.Stdin), toDB(queuedAt), nullString(e.IdempotencyKey), e.RequestHash,
@@ -639,7 +647,7 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 			return err
 		} else if n == 0 {
 			var inflight int
-			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM executions WHERE session_id = $1 AND status IN ('QUEUED', 'RUNNING')`,
+			if err := tx.QueryRowContext(ctx, `SELECT `+sessionInflight("$1"),
 				s.d.uuidArg(e.SessionID)).Scan(&inflight); err != nil {
 				return err
 			}
@@ -648,24 +656,30 @@ func (s *sqlStore) CreateExecution(ctx context.Context, e *execution.Execution, 
 			}
 			return replay(ErrClientBacklog)
 		}
-		if enqueue != nil {
-			if err := enqueue(ctx, tx); err != nil {
+		if job.SQL != "" {
+			if _, err := tx.ExecContext(ctx, job.SQL, job.Args...); err != nil {
 				return fmt.Errorf("store: enqueue: %w", err)
 			}
 		}
 		created = true
-		cp := *e
-		cp.Language, cp.SourceCode, cp.Stdin = lang, src, clean(e.Stdin)
-		cp.Status = execution.Queued
-		cp.QueuedAt = fromDB(toDB(queuedAt))
-		cp.StartedAt, cp.FinishedAt, cp.Attempts, cp.Result = nil, nil, 0, nil
-		stored = &cp
+		stored = queued(e, queuedAt, lang, src)
 		return nil
 	})
 	if err != nil {
 		return nil, false, wrapErr(ctx, err)
 	}
 	return stored, created, nil
+}
+
+// queued is e as CreateExecution stored it, with its session's language
+// and source.
+func queued(e *execution.Execution, queuedAt time.Time, lang, src string) *execution.Execution {
+	cp := *e
+	cp.Language, cp.SourceCode, cp.Stdin = lang, src, clean(e.Stdin)
+	cp.Status = execution.Queued
+	cp.QueuedAt = fromDB(toDB(queuedAt))
+	cp.StartedAt, cp.FinishedAt, cp.Attempts, cp.Result = nil, nil, 0, nil
+	return &cp
 }
 
 func (s *sqlStore) byKey(ctx context.Context, q queryRower, e *execution.Execution) (*execution.Execution, error) {

@@ -36,9 +36,13 @@ var (
 	ErrUnavailable = errors.New("database unavailable")
 )
 
-// TxFunc runs inside a store transaction, so that what it writes (a River
-// job insert) commits or rolls back with the store's rows.
-type TxFunc func(ctx context.Context, tx *sql.Tx) error
+// Statement is one SQL statement and its arguments, which a store write
+// runs in its own transaction so that what it writes (a run's River job)
+// commits or rolls back with the store's rows.
+type Statement struct {
+	SQL  string
+	Args []any
+}
 
 // InflightCaps bound the QUEUED or RUNNING executions a new run joins.
 type InflightCaps struct {
@@ -72,15 +76,18 @@ type Store interface {
 
 	// CreateExecution snapshots the session's language and source into e
 	// (e.ID, e.SessionID, e.Tenant, e.Stdin, e.QueuedAt, e.IdempotencyKey and
-	// e.RequestHash are set by the caller), inserts it QUEUED and calls enqueue
-	// in the same transaction. With an idempotency key already used for this
-	// session it returns the existing execution and created=false without
-	// calling enqueue, or ErrIdempotencyReused when the request hash differs.
+	// e.RequestHash are set by the caller), inserts it QUEUED and runs job
+	// in the same transaction. job must write nothing unless e's row exists:
+	// on PostgreSQL it is sent with the row's insert, before the store knows
+	// whether the insert happened (see pipeline.go). With an idempotency key
+	// already used for this session it returns the existing execution and
+	// created=false without inserting anything, or ErrIdempotencyReused when
+	// the request hash differs.
 	// It returns ErrTooManyInflight when the session already has
 	// caps.Session QUEUED or RUNNING executions, and ErrClientBacklog when
 	// e.Client already has caps.Client (both checked under locks, not racy;
 	// see clientLockMargin for what that takes on PostgreSQL).
-	CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, enqueue TxFunc) (stored *execution.Execution, created bool, err error)
+	CreateExecution(ctx context.Context, e *execution.Execution, caps InflightCaps, job Statement) (stored *execution.Execution, created bool, err error)
 	GetExecution(ctx context.Context, tenant string, id uuid.UUID) (*execution.Execution, error)
 	// ExecutionByKey returns the tenant's execution of the session accepted
 	// with this idempotency key, or ErrExecutionNotFound: a replay can be

@@ -4,7 +4,6 @@ package storetest
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -115,7 +114,7 @@ func newExec(ss *session.Session, key, hash string) *execution.Execution {
 // NewExecution creates a QUEUED execution of ss (no in-flight cap).
 func NewExecution(t *testing.T, s store.Store, ss *session.Session) *execution.Execution {
 	t.Helper()
-	e, created, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 1 << 30}, nil)
+	e, created, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 1 << 30}, store.Statement{})
 	if err != nil || !created {
 		t.Fatalf("CreateExecution: created=%v err=%v", created, err)
 	}
@@ -141,6 +140,31 @@ func wantErr(t *testing.T, what string, err, want error) {
 	if !errors.Is(err, want) {
 		t.Fatalf("%s: got error %v, want %v", what, err, want)
 	}
+}
+
+// jobTable creates the table jobOf's statements write to.
+func jobTable(t *testing.T, s store.Store) {
+	t.Helper()
+	if _, err := s.DB().ExecContext(ctxT(t), `CREATE TABLE IF NOT EXISTS storetest_jobs (execution_id TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// jobOf is a job statement for the execution id, written the way the
+// queue's is: it inserts a row into jobTable's table from the execution's
+// row, so that it writes nothing when that row does not exist.
+func jobOf(id uuid.UUID) store.Statement {
+	return store.Statement{SQL: `INSERT INTO storetest_jobs (execution_id) SELECT CAST(id AS TEXT) FROM executions WHERE id = $1`, Args: []any{id}}
+}
+
+// jobs counts the rows jobOf's statements inserted.
+func jobs(t *testing.T, s store.Store) int {
+	t.Helper()
+	var n int
+	if err := s.DB().QueryRowContext(ctxT(t), `SELECT COUNT(*) FROM storetest_jobs`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // errOf is the error of a write that also returns the stored execution.
@@ -297,6 +321,7 @@ func testConcurrentAutosave(t *testing.T, s store.Store) {
 }
 
 func testCloseSession(t *testing.T, s store.Store) {
+	jobTable(t, s)
 	ctx := ctxT(t)
 	ss := NewSession(t, s, "t")
 	now := t0.Add(time.Hour)
@@ -316,11 +341,11 @@ func testCloseSession(t *testing.T, s store.Store) {
 	wantErr(t, "update closed", err, store.ErrSessionClosed)
 	_, err = s.UpdateSession(ctx, "t", ss.ID, session.Patch{SourceCode: ptr("z"), IfMatch: []int64{1}}, now)
 	wantErr(t, "update closed with If-Match", err, store.ErrSessionClosed)
-	called := false
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "", "h"), store.InflightCaps{Session: 2}, func(context.Context, *sql.Tx) error { called = true; return nil })
+	refused := newExec(ss, "", "h")
+	_, _, err = s.CreateExecution(ctx, refused, store.InflightCaps{Session: 2}, jobOf(refused.ID))
 	wantErr(t, "run closed", err, store.ErrSessionClosed)
-	if called {
-		t.Fatal("enqueue called for a closed session")
+	if n := jobs(t, s); n != 0 {
+		t.Fatalf("%d jobs inserted for a closed session", n)
 	}
 }
 
@@ -329,7 +354,7 @@ func testSnapshot(t *testing.T, s store.Store) {
 	ss := NewSession(t, s, "t")
 	in := newExec(ss, "", "h")
 	in.QueuedAt = t0
-	e, created, err := s.CreateExecution(ctx, in, store.InflightCaps{Session: 2}, nil)
+	e, created, err := s.CreateExecution(ctx, in, store.InflightCaps{Session: 2}, store.Statement{})
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
@@ -354,40 +379,36 @@ func testSnapshot(t *testing.T, s store.Store) {
 	wantErr(t, "other tenant", err, store.ErrExecutionNotFound)
 	_, err = s.GetExecution(ctx, "t", uuid.New())
 	wantErr(t, "unknown", err, store.ErrExecutionNotFound)
-	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: ss.ID, Tenant: "other"}, store.InflightCaps{Session: 2}, nil)
+	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: ss.ID, Tenant: "other"}, store.InflightCaps{Session: 2}, store.Statement{})
 	wantErr(t, "run other tenant's session", err, store.ErrSessionNotFound)
-	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: uuid.New(), Tenant: "t"}, store.InflightCaps{Session: 2}, nil)
+	_, _, err = s.CreateExecution(ctx, &execution.Execution{ID: uuid.New(), SessionID: uuid.New(), Tenant: "t"}, store.InflightCaps{Session: 2}, store.Statement{})
 	wantErr(t, "run unknown session", err, store.ErrSessionNotFound)
 }
 
 func testEnqueueInTx(t *testing.T, s store.Store) {
+	jobTable(t, s)
 	ctx := ctxT(t)
 	ss := NewSession(t, s, "t")
 	in := newExec(ss, "", "h")
-	_, _, err := s.CreateExecution(ctx, in, store.InflightCaps{Session: 2}, func(ctx context.Context, tx *sql.Tx) error {
-		var st string
-		if err := tx.QueryRowContext(ctx, `SELECT status FROM executions WHERE id = $1`, in.ID).Scan(&st); err != nil {
-			return fmt.Errorf("row not visible in the enqueue transaction: %w", err)
-		}
-		if st != "QUEUED" {
-			return fmt.Errorf("status %q", st)
-		}
-		return nil
-	})
-	if err != nil {
+	// The job statement finds the row it is conditional on.
+	if _, _, err := s.CreateExecution(ctx, in, store.InflightCaps{Session: 2}, jobOf(in.ID)); err != nil {
 		t.Fatal(err)
 	}
-	boom := errors.New("queue down")
+	if n := jobs(t, s); n != 1 {
+		t.Fatalf("%d jobs inserted with the execution, want 1", n)
+	}
 	failed := newExec(ss, "k", "h")
-	_, _, err = s.CreateExecution(ctx, failed, store.InflightCaps{Session: 2}, func(context.Context, *sql.Tx) error { return boom })
-	wantErr(t, "enqueue failure", err, boom)
+	_, _, err := s.CreateExecution(ctx, failed, store.InflightCaps{Session: 2}, store.Statement{SQL: `INSERT INTO storetest_no_such_table VALUES (1)`})
+	if err == nil {
+		t.Fatal("a failing job statement did not fail the run")
+	}
 	_, err = s.GetExecution(ctx, "t", failed.ID)
 	wantErr(t, "rolled back execution", err, store.ErrExecutionNotFound)
 	if n, err := s.QueueDepth(ctx); err != nil || n != 1 {
 		t.Fatalf("QueueDepth after rollback = %d, %v; want 1", n, err)
 	}
 	// The key of the rolled-back request is free again.
-	if _, created, err := s.CreateExecution(ctx, newExec(ss, "k", "h"), store.InflightCaps{Session: 2}, nil); err != nil || !created {
+	if _, created, err := s.CreateExecution(ctx, newExec(ss, "k", "h"), store.InflightCaps{Session: 2}, store.Statement{}); err != nil || !created {
 		t.Fatalf("retry after rollback: %v %v", created, err)
 	}
 }
@@ -401,7 +422,7 @@ func testInflightCap(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, err := s.CreateExecution(context.Background(), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil)
+			_, _, err := s.CreateExecution(context.Background(), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, store.Statement{})
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -424,12 +445,12 @@ func testInflightCap(t *testing.T, s store.Store) {
 	if _, err := s.StartAttempt(ctxT(t), items[0].ID, 1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil)
+	_, _, err = s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, store.Statement{})
 	wantErr(t, "running counts as in flight", err, store.ErrTooManyInflight)
 	if _, err := s.FinishAttempt(ctxT(t), items[0].ID, 1, okResult(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, nil); err != nil {
+	if _, _, err := s.CreateExecution(ctxT(t), newExec(ss, "", "h"), store.InflightCaps{Session: 2}, store.Statement{}); err != nil {
 		t.Fatalf("after a finish: %v", err)
 	}
 }
@@ -437,14 +458,14 @@ func testInflightCap(t *testing.T, s store.Store) {
 func testClientBacklog(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	caps := store.InflightCaps{Session: 2, Client: 3}
-	var hold time.Duration // inside each run's transaction, after its insert
+	// hold, inside each run's transaction after its insert, makes them
+	// overlap on PostgreSQL (SQLite's transactions take the write lock
+	// when they begin).
+	var hold store.Statement
 	runAs := func(ss *session.Session, client string) error {
 		e := newExec(ss, "", "h")
 		e.Client = client
-		_, _, err := s.CreateExecution(ctx, e, caps, func(context.Context, *sql.Tx) error {
-			time.Sleep(hold)
-			return nil
-		})
+		_, _, err := s.CreateExecution(ctx, e, caps, hold)
 		return err
 	}
 	a, b, c := NewSession(t, s, "t"), NewSession(t, s, "t"), NewSession(t, s, "t")
@@ -478,7 +499,10 @@ func testClientBacklog(t *testing.T, s store.Store) {
 	// Concurrent runs of one client over many sessions: exactly its cap
 	// (on PostgreSQL each transaction's snapshot alone would let them all
 	// pass).
-	caps.Client, hold = 5, 20*time.Millisecond // transactions overlap
+	caps.Client = 5
+	if s.Driver() == "postgres" {
+		hold = store.Statement{SQL: `SELECT pg_sleep(0.02)`}
+	}
 	var accepted, refused atomic.Int32
 	var wg sync.WaitGroup
 	for range 24 {
@@ -501,26 +525,29 @@ func testClientBacklog(t *testing.T, s store.Store) {
 		t.Errorf("concurrent runs at a cap of 5: %d accepted, %d refused", accepted.Load(), refused.Load())
 	}
 	// No bound.
-	caps.Client, hold = 0, 0
+	caps.Client, hold = 0, store.Statement{}
 	if err := runAs(c, "alice"); err != nil {
 		t.Fatalf("without a client bound: %v", err)
 	}
 }
 
 func testIdempotency(t *testing.T, s store.Store) {
+	jobTable(t, s)
 	ctx := ctxT(t)
 	ss := NewSession(t, s, "t")
-	calls := 0
-	enq := func(context.Context, *sql.Tx) error { calls++; return nil }
-	first, created, err := s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
-	if err != nil || !created || calls != 1 || first.IdempotencyKey != "key-1" || first.RequestHash != "hash-a" {
-		t.Fatalf("first: %+v %v %v calls=%d", first, created, err, calls)
+	// run asks for e with its job.
+	run := func(e *execution.Execution) (*execution.Execution, bool, error) {
+		return s.CreateExecution(ctx, e, store.InflightCaps{Session: 2}, jobOf(e.ID))
 	}
-	again, created, err := s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
-	if err != nil || created || again.ID != first.ID || calls != 1 {
-		t.Fatalf("replay: id=%v created=%v err=%v calls=%d", again, created, err, calls)
+	first, created, err := run(newExec(ss, "key-1", "hash-a"))
+	if err != nil || !created || jobs(t, s) != 1 || first.IdempotencyKey != "key-1" || first.RequestHash != "hash-a" {
+		t.Fatalf("first: %+v %v %v jobs=%d", first, created, err, jobs(t, s))
 	}
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-b"), store.InflightCaps{Session: 2}, enq)
+	again, created, err := run(newExec(ss, "key-1", "hash-a"))
+	if err != nil || created || again.ID != first.ID || jobs(t, s) != 1 {
+		t.Fatalf("replay: id=%v created=%v err=%v jobs=%d", again, created, err, jobs(t, s))
+	}
+	_, _, err = run(newExec(ss, "key-1", "hash-b"))
 	wantErr(t, "same key, other body", err, store.ErrIdempotencyReused)
 	byKey, err := s.ExecutionByKey(ctx, "t", ss.ID, "key-1")
 	if err != nil || *byKey != *first {
@@ -541,48 +568,49 @@ func testIdempotency(t *testing.T, s store.Store) {
 	}
 	// Same key on another session is another request.
 	ss2 := NewSession(t, s, "t")
-	other, created, err := s.CreateExecution(ctx, newExec(ss2, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
+	other, created, err := run(newExec(ss2, "key-1", "hash-a"))
 	if err != nil || !created || other.ID == first.ID {
 		t.Fatalf("other session: %v %v", created, err)
 	}
 	// A replay is answered even when the session is now full, or closed.
-	if _, _, err := s.CreateExecution(ctx, newExec(ss, "", "x"), store.InflightCaps{Session: 2}, enq); err != nil {
+	if _, _, err := run(newExec(ss, "", "x")); err != nil {
 		t.Fatal(err)
 	}
-	again, created, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
+	again, created, err = run(newExec(ss, "key-1", "hash-a"))
 	if err != nil || created || again.ID != first.ID {
 		t.Fatalf("replay at cap: %v %v", created, err)
 	}
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-2", "hash-a"), store.InflightCaps{Session: 2}, enq)
+	_, _, err = run(newExec(ss, "key-2", "hash-a"))
 	wantErr(t, "new key at cap", err, store.ErrTooManyInflight)
 	if err := s.CloseSession(ctx, "t", ss.ID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	again, created, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-a"), store.InflightCaps{Session: 2}, enq)
+	again, created, err = run(newExec(ss, "key-1", "hash-a"))
 	if err != nil || created || again.ID != first.ID {
 		t.Fatalf("replay on closed session: %v %v", created, err)
 	}
-	_, _, err = s.CreateExecution(ctx, newExec(ss, "key-1", "hash-b"), store.InflightCaps{Session: 2}, enq)
+	_, _, err = run(newExec(ss, "key-1", "hash-b"))
 	wantErr(t, "reused key on closed session", err, store.ErrIdempotencyReused)
-	if calls != 3 {
-		t.Fatalf("enqueue called %d times, want 3", calls)
+	if n := jobs(t, s); n != 3 {
+		t.Fatalf("%d jobs inserted, want 3", n)
 	}
 }
 
 func testIdempotencyRace(t *testing.T, s store.Store) {
+	jobTable(t, s)
 	ss := NewSession(t, s, "t")
 	const n = 10
 	var (
-		calls, created atomic.Int32
-		ids            sync.Map
-		wg             sync.WaitGroup
+		created atomic.Int32
+		ids     sync.Map
+		wg      sync.WaitGroup
 	)
 	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, c, err := s.CreateExecution(context.Background(), newExec(ss, "race", "h"), store.InflightCaps{Session: 2},
-				func(context.Context, *sql.Tx) error { calls.Add(1); return nil })
+			in := newExec(ss, "race", "h")
+			e, c, err := s.CreateExecution(context.Background(), in, store.InflightCaps{Session: 2}, jobOf(in.ID))
 			if err != nil {
 				t.Error(err)
 				return
@@ -596,8 +624,8 @@ func testIdempotencyRace(t *testing.T, s store.Store) {
 	wg.Wait()
 	distinct := 0
 	ids.Range(func(any, any) bool { distinct++; return true })
-	if distinct != 1 || created.Load() != 1 || calls.Load() != 1 {
-		t.Fatalf("racing duplicates: %d executions, %d created, %d enqueued", distinct, created.Load(), calls.Load())
+	if distinct != 1 || created.Load() != 1 || jobs(t, s) != 1 {
+		t.Fatalf("racing duplicates: %d executions, %d created, %d enqueued", distinct, created.Load(), jobs(t, s))
 	}
 }
 
@@ -806,7 +834,7 @@ func testListExecutions(t *testing.T, s store.Store) {
 		e := newExec(ss, "", "h")
 		// Pairs share a queued_at, so the id must break ties.
 		e.QueuedAt = base.Add(time.Duration(i/2) * time.Millisecond)
-		got, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 1 << 30}, nil)
+		got, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 1 << 30}, store.Statement{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1013,7 +1041,7 @@ func testPurge(t *testing.T, s store.Store) {
 	runOf := func(ss *session.Session, queued, finished time.Time) *execution.Execution {
 		e := newExec(ss, "", "h")
 		e.QueuedAt = queued
-		if _, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 1 << 30}, nil); err != nil {
+		if _, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 1 << 30}, store.Statement{}); err != nil {
 			t.Fatal(err)
 		}
 		if finished.IsZero() {
@@ -1085,19 +1113,20 @@ func testIdlePurgeRacingRun(t *testing.T, s store.Store) {
 	ctx := ctxT(t)
 	ss := NewSession(t, s, "t") // saved at t0: idle
 	e := newExec(ss, "", "h")
-	inside := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
 		// The run holds its session's lock, inserted and not committed,
 		// until well after the purge has started.
-		_, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 2}, func(context.Context, *sql.Tx) error {
-			close(inside)
-			time.Sleep(300 * time.Millisecond)
-			return nil
-		})
+		_, _, err := s.CreateExecution(ctx, e, store.InflightCaps{Session: 2}, store.Statement{SQL: `SELECT pg_sleep(0.3)`})
 		done <- err
 	}()
-	<-inside
+	for inside := false; !inside; {
+		err := s.DB().QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE query = 'SELECT pg_sleep(0.3)' AND state = 'active' AND datname = current_database())`).Scan(&inside)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := s.PurgeBefore(ctx, t0.Add(-time.Hour), time.Now()); err != nil {
 		t.Fatal(err)
 	}
