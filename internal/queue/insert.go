@@ -59,9 +59,11 @@ func (q *Queue) JobOf(executionID uuid.UUID) store.Statement {
 	if err != nil {
 		panic(err) // a struct of one UUID always encodes
 	}
-	query := jobSQLite
 	if q.pool != nil {
-		query = jobPostgres
+		// The id as pgx encodes a UUID directly: the store sends this
+		// statement to pgx itself, and through uuid.UUID's Value method
+		// pgx would first fail to encode a string in binary.
+		return store.Statement{SQL: jobPostgres, Args: []any{string(args), ExecuteArgs{}.Kind(), q.max, [16]byte(executionID)}}
 	}
-	return store.Statement{SQL: query, Args: []any{string(args), ExecuteArgs{}.Kind(), q.max, executionID}}
+	return store.Statement{SQL: jobSQLite, Args: []any{string(args), ExecuteArgs{}.Kind(), q.max, executionID.String()}}
 }
