@@ -95,7 +95,8 @@ func (s *server) run() http.Handler {
 		e0 := &execution.Execution{ID: uuid.New(), SessionID: id, Tenant: tenant(r), Client: clientKey(r), Stdin: stdin,
 			QueuedAt: s.Now().UTC(), IdempotencyKey: key, RequestHash: hash}
 		caps := store.InflightCaps{Session: s.Config.MaxInflightPerSession, Client: s.Config.MaxInflightPerClient}
-		stored, created, err := s.Store.CreateExecution(r.Context(), e0, caps, s.Queue.JobOf(e0.ID))
+		job := s.Queue.JobOf(e0.ID)
+		stored, created, err := s.Store.CreateExecution(r.Context(), e0, caps, job)
 		if err != nil {
 			writeProblem(w, s.storeError(r, err))
 			return
@@ -106,7 +107,7 @@ func (s *server) run() http.Handler {
 			// worker's "execution running".
 			s.Logger.Info("execution queued", "execution_id", stored.ID, "session_id", stored.SessionID,
 				"language", stored.Language, "status", stored.Status, "attempt", 0, "request_id", requestID(r))
-			s.Queue.Wake()
+			s.Queue.Committed(job)
 		}
 		writeAccepted(w, stored)
 	})

@@ -26,11 +26,11 @@ import (
 )
 
 // Enqueuer gives the statement that inserts an execution's job, which the
-// store runs in the execution's transaction, and wakes local workers once
-// that transaction has committed.
+// store runs in the execution's transaction, and is told when that
+// transaction has committed (it wakes workers).
 type Enqueuer interface {
 	JobOf(executionID uuid.UUID) store.Statement
-	Wake()
+	Committed(job store.Statement)
 }
 
 // Deps are everything the API needs; cmd/runbox builds them.

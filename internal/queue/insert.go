@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 
 	"github.com/google/uuid"
+	"github.com/riverqueue/river"
 
 	"github.com/runbox/runbox/internal/store"
 )
@@ -39,12 +40,19 @@ import (
 // does not exist: on PostgreSQL the store sends it in one round trip with
 // the row's conditional insert (store.CreateExecution).
 
-// jobPostgres inserts the job and notifies in one statement. River
-// qualifies its channel by the schema its tables are in (the current one).
-const jobPostgres = `WITH job AS (
-	INSERT INTO river_job (args, kind, max_attempts)
-	SELECT CAST($1 AS jsonb), CAST($2 AS text), CAST($3 AS smallint) FROM executions WHERE id = $4 RETURNING queue)
+// jobPostgres inserts the job and notifies in one statement; jobPostgresSilent
+// only inserts it (see notify.go). River qualifies its channel by the schema
+// its tables are in (the current one).
+const (
+	jobPostgres = `WITH job AS (` + insertJobPostgres + `)
 SELECT pg_notify(current_schema() || '.river_insert', json_build_object('queue', queue)::text) FROM job`
+	jobPostgresSilent = insertJobPostgres
+	insertJobPostgres = `INSERT INTO river_job (args, kind, max_attempts)
+	SELECT CAST($1 AS jsonb), CAST($2 AS text), CAST($3 AS smallint) FROM executions WHERE id = $4 RETURNING queue`
+	// notifyPostgres is the notification a job inserted by jobPostgresSilent
+	// gets later.
+	notifyPostgres = `SELECT pg_notify(current_schema() || '.river_insert', '{"queue": "` + river.QueueDefault + `"}')`
+)
 
 // On SQLite, River keeps JSON as JSONB and times as text in this exact
 // format (at millisecond precision, which its fetch compares against).
@@ -60,10 +68,14 @@ func (q *Queue) JobOf(executionID uuid.UUID) store.Statement {
 		panic(err) // a struct of one UUID always encodes
 	}
 	if q.pool != nil {
+		query := jobPostgresSilent
+		if q.notify.claim() {
+			query = jobPostgres
+		}
 		// The id as pgx encodes a UUID directly: the store sends this
 		// statement to pgx itself, and through uuid.UUID's Value method
 		// pgx would first fail to encode a string in binary.
-		return store.Statement{SQL: jobPostgres, Args: []any{string(args), ExecuteArgs{}.Kind(), q.max, [16]byte(executionID)}}
+		return store.Statement{SQL: query, Args: []any{string(args), ExecuteArgs{}.Kind(), q.max, [16]byte(executionID)}}
 	}
 	return store.Statement{SQL: jobSQLite, Args: []any{string(args), ExecuteArgs{}.Kind(), q.max, executionID.String()}}
 }

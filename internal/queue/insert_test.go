@@ -62,14 +62,16 @@ func inTx(t *testing.T, db *sql.DB, fn func(tx *sql.Tx) error) {
 	}
 }
 
-// insertJob runs the job statement of execution id in a transaction of its own.
-func insertJob(t *testing.T, st store.Store, q *Queue, id uuid.UUID) {
+// insertJob runs the job statement of execution id in a transaction of its
+// own, and returns it.
+func insertJob(t *testing.T, st store.Store, q *Queue, id uuid.UUID) store.Statement {
 	t.Helper()
 	job := q.JobOf(id)
 	inTx(t, st.DB(), func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(context.Background(), job.SQL, job.Args...)
 		return err
 	})
+	return job
 }
 
 // jobColumns are River's job columns as text, but for the id, the times
@@ -164,8 +166,7 @@ func TestEnqueueWakesAWorker(t *testing.T) {
 			time.Sleep(500 * time.Millisecond) // past River's first fetch, which finds nothing
 			for i := range 3 {
 				id := storetest.NewExecution(t, st, storetest.NewSession(t, st, "")).ID
-				insertJob(t, st, q, id)
-				q.Wake()
+				q.Committed(insertJob(t, st, q, id))
 				select {
 				case got := <-w.got:
 					if got != id {
@@ -174,6 +175,28 @@ func TestEnqueueWakesAWorker(t *testing.T) {
 				case <-time.After(15 * time.Second):
 					t.Fatal(fmt.Sprintf("job %d was not fetched within 15 s of its insert: no notification woke the worker", i))
 				}
+			}
+			if driver != "postgres" {
+				return
+			}
+			// A job whose statement carries no notification, because one
+			// was handed out just before (as to a run then refused): the
+			// notification that follows its commit wakes the worker.
+			time.Sleep(200 * time.Millisecond) // past River's fetch after the last job
+			q.notify.claim()
+			id := storetest.NewExecution(t, st, storetest.NewSession(t, st, "")).ID
+			job := insertJob(t, st, q, id)
+			if job.SQL != jobPostgresSilent {
+				t.Fatal("a job inserted right after a notification carried one of its own")
+			}
+			q.Committed(job)
+			select {
+			case got := <-w.got:
+				if got != id {
+					t.Fatalf("worked %v, enqueued %v", got, id)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("a job inserted without a notification was not fetched within 15 s of its commit")
 			}
 		})
 	}

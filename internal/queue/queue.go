@@ -56,7 +56,8 @@ type Queue struct {
 	client *river.Client[*sql.Tx]
 	pool   *pgxpool.Pool
 	max    int
-	wake   chan struct{} // SQLite only: see wake.go
+	wake   chan struct{}  // SQLite only: see wake.go
+	notify *notifyLimiter // PostgreSQL only: see notify.go
 }
 
 // New builds the client; Start it when Options.Workers is set.
@@ -73,6 +74,10 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 			return nil, fmt.Errorf("queue: listener pool: %w", err)
 		}
 		q.pool = pool
+		q.notify = &notifyLimiter{now: time.Now, log: o.Logger, send: func(ctx context.Context) error {
+			_, err := pool.Exec(ctx, notifyPostgres)
+			return err
+		}}
 		driver = riverdatabasesql.NewWithPgxListener(o.Store.QueueDB(), pool)
 	default:
 		return nil, fmt.Errorf("queue: unknown driver %q", o.Store.Driver())
@@ -102,12 +107,17 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 	return q, nil
 }
 
-// Wake tells this process's workers that a job was just committed, so that
-// they fetch it now rather than at their next poll. It never blocks, and
-// does nothing on PostgreSQL, where LISTEN/NOTIFY already wakes them.
-func (q *Queue) Wake() {
-	if q.wake != nil {
+// Committed tells the queue that the transaction that ran job (a JobOf
+// statement) has committed. On SQLite it wakes this process's workers, so
+// that they fetch the job now rather than at their next poll (wake.go); on
+// PostgreSQL, where LISTEN/NOTIFY wakes them, it makes sure a notification
+// follows a job whose statement carried none (notify.go). It never blocks.
+func (q *Queue) Committed(job store.Statement) {
+	switch {
+	case q.wake != nil:
 		wakeSignal(q.wake)
+	case job.SQL == jobPostgresSilent:
+		q.notify.committedSilently()
 	}
 }
 
