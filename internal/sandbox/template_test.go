@@ -284,11 +284,19 @@ print(done, os.listdir('/proc').count(str(os.getppid())))`
 	if string(r.Stdout) != "next\n" || after != before {
 		t.Errorf("next run (template %s, before %s): %s", after, before, describe(r))
 	}
-	status, err := os.ReadFile("/proc/" + after + "/status")
-	if err != nil {
-		t.Fatal(err)
+	// Asleep, not stopped; CAP_SETGID, CAP_SETUID and CAP_SETPCAP only. Just
+	// after a run the template may still be running (reaping its fork) on a
+	// slow host: it must fall asleep, waiting for the next.
+	var status []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var err error
+		if status, err = os.ReadFile("/proc/" + after + "/status"); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(status), "State:\tR") || time.Now().After(deadline) {
+			break
+		}
 	}
-	// Asleep, not stopped; CAP_SETGID, CAP_SETUID and CAP_SETPCAP only.
 	for _, want := range []string{"State:\tS", "CapEff:\t00000000000001c0", "CapBnd:\t00000000000001c0", "NoNewPrivs:\t1", "Seccomp:\t2"} {
 		if !strings.Contains(string(status), want) {
 			t.Errorf("template status lacks %q:\n%s", want, status)
