@@ -183,8 +183,8 @@ func TestEnqueueWakesAWorker(t *testing.T) {
 			// was handed out just before (as to a run then refused): the
 			// notification that follows its commit wakes the worker.
 			time.Sleep(200 * time.Millisecond) // past River's fetch after the last job
-			q.notify.claim()
 			id := storetest.NewExecution(t, st, storetest.NewSession(t, st, "")).ID
+			q.notify.claim()
 			job := insertJob(t, st, q, id)
 			if job.SQL != jobPostgresSilent {
 				t.Fatal("a job inserted right after a notification carried one of its own")
