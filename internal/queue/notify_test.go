@@ -23,41 +23,40 @@ func TestNotifyLimiter(t *testing.T) {
 	l := &notifyLimiter{now: now, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		send: func(context.Context) error { sent <- now(); return nil }}
 
-	if !l.claim() {
-		t.Fatal("the first job did not carry a notification")
+	// claims says whether a job statement built now carries the
+	// notification, as want says it should.
+	claims := func(want bool, what string) {
+		t.Helper()
+		if l.claim() != want {
+			t.Fatal(what)
+		}
 	}
+	followedUp := func(what string) {
+		t.Helper()
+		select {
+		case <-sent:
+		case <-time.After(5 * time.Second):
+			t.Fatal(what)
+		}
+	}
+
+	claims(true, "the first job did not carry a notification")
 	advance(notifyWindow / 2)
-	if l.claim() {
-		t.Fatal("a second job within the window carried a notification")
-	}
+	claims(false, "a second job within the window carried a notification")
 	l.committedSilently()
 	l.committedSilently() // one follow-up covers both
-	select {
-	case <-sent:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notification followed a job committed without one")
-	}
+	followedUp("no notification followed a job committed without one")
 	select {
 	case <-sent:
 		t.Fatal("two notifications followed two silent jobs of one window")
 	case <-time.After(50 * time.Millisecond):
 	}
-	if l.claim() {
-		t.Fatal("a job right after the follow-up carried a notification")
-	}
+	claims(false, "a job right after the follow-up carried a notification")
 	advance(notifyWindow)
-	if !l.claim() {
-		t.Fatal("a job a window after the last notification carried none")
-	}
+	claims(true, "a job a window after the last notification carried none")
 	// A silent job after a follow-up was sent gets a follow-up of its own.
 	advance(notifyWindow / 2)
-	if l.claim() {
-		t.Fatal("claimed within the window")
-	}
+	claims(false, "claimed within the window")
 	l.committedSilently()
-	select {
-	case <-sent:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notification followed the second silent job")
-	}
+	followedUp("no notification followed the second silent job")
 }
