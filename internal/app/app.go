@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg *config.Config, roles Role, logs io.Writer) er
 		// PostgreSQL's LISTEN/NOTIFY; on SQLite a fetch of the local file
 		// costs tens of microseconds, so a worker process polls often
 		// instead. `serve` does not need to: its API wakes its own workers
-		// the moment a run commits (queue.Wake), and a 5 ms poll would cost
+		// the moment a run commits (Queue.Committed), and a 5 ms poll would cost
 		// an idle server 3-5 % of a core.
 		poll = time.Second
 		if st.Driver() == "sqlite" && roles&RoleAPI == 0 {

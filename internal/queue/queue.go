@@ -6,6 +6,7 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -74,7 +75,7 @@ func New(ctx context.Context, o Options) (*Queue, error) {
 			return nil, fmt.Errorf("queue: listener pool: %w", err)
 		}
 		q.pool = pool
-		q.notify = &notifyLimiter{now: time.Now, log: o.Logger, send: func(ctx context.Context) error {
+		q.notify = &notifyLimiter{now: time.Now, log: cmp.Or(o.Logger, slog.Default()), send: func(ctx context.Context) error {
 			_, err := pool.Exec(ctx, notifyPostgres)
 			return err
 		}}

@@ -13,7 +13,7 @@ import (
 // run used to wait for the next job poll instead: FetchPollInterval plus
 // River's jitter of up to 10 ms, 6-7 ms at the median. When the API and the
 // workers share a process (`runbox serve`, the SQLite default), the API
-// knows the moment a run's transaction commits: Wake makes the listener
+// knows the moment a run's transaction commits: Committed makes the listener
 // hand River the insert notification at once, and River fetches the job
 // through its normal path (notification, fetch limiter, fetch).
 //
