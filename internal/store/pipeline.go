@@ -69,20 +69,18 @@ func (s *sqlStore) createPipelined(ctx context.Context, e *execution.Execution, 
 			return fmt.Errorf("store: unexpected PostgreSQL driver connection %T", driverConn)
 		}
 		res := c.Conn().SendBatch(ctx, b)
+		defer res.Close() // on an early return; closing twice is harmless
 		if _, err := res.Exec(); err != nil {
-			res.Close()
 			return err
 		}
 		var lang, src string
 		err := res.QueryRow().Scan(&lang, &src)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			res.Close()
 			return err
 		}
 		inserted := err == nil
 		if job.SQL != "" {
 			if _, err := res.Exec(); err != nil {
-				res.Close()
 				return fmt.Errorf("store: enqueue: %w", err)
 			}
 		}
