@@ -44,10 +44,9 @@ import (
 // only inserts it (see notify.go). River qualifies its channel by the schema
 // its tables are in (the current one).
 const (
-	jobPostgres = `WITH job AS (` + insertJobPostgres + `)
+	jobPostgres = `WITH job AS (` + jobPostgresSilent + `)
 SELECT pg_notify(current_schema() || '.river_insert', json_build_object('queue', queue)::text) FROM job`
-	jobPostgresSilent = insertJobPostgres
-	insertJobPostgres = `INSERT INTO river_job (args, kind, max_attempts)
+	jobPostgresSilent = `INSERT INTO river_job (args, kind, max_attempts)
 	SELECT CAST($1 AS jsonb), CAST($2 AS text), CAST($3 AS smallint) FROM executions WHERE id = $4 RETURNING queue`
 	// notifyPostgres is the notification a job inserted by jobPostgresSilent
 	// gets later.
