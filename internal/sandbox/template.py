@@ -30,7 +30,7 @@ del sys.path[0]  # -c's '' (the working directory): the script's own replaces it
 imported = set(sys.modules)
 import ctypes, atexit, _signal, _thread, _weakref
 
-imported = set(sys.modules) - imported  # hidden again from each step
+imported = set(sys.modules) - imported  # hidden again before the first fork
 libc = ctypes.CDLL(None, use_errno=True)
 cap_header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
 no_caps = (ctypes.c_uint32 * 6)()
@@ -58,14 +58,26 @@ def drop(uid, gid):
     # would be dumpable again, and its /proc/self files its own.
     if libc.prctl(4, 1, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
         return False
-    for m in imported:
-        del sys.modules[m]
-    with open("/proc/self/status") as f:
-        status = dict(line.split(":", 1) for line in f)
-    ids = f"{uid}\t{uid}\t{uid}\t{uid}", f"{gid}\t{gid}\t{gid}\t{gid}"
-    return (status["Uid"].strip(), status["Gid"].strip()) == ids and status["Groups"].strip() == "" and all(
-        int(status[k], 16) == 0 for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")
+    status = read_all(os.open("/proc/self/status", os.O_RDONLY))
+
+    def field(name):  # the fields read, not a dict of all: fewer allocations
+        start = status.index(b"\n" + name + b":") + len(name) + 2
+        return status[start : status.index(b"\n", start)].strip()
+
+    ids = f"{uid}\t{uid}\t{uid}\t{uid}".encode(), f"{gid}\t{gid}\t{gid}\t{gid}".encode()
+    return (field(b"Uid"), field(b"Gid")) == ids and field(b"Groups") == b"" and all(
+        int(field(k), 16) == 0 for k in (b"CapInh", b"CapPrm", b"CapEff", b"CapBnd", b"CapAmb")
     )
+
+
+def read_all(fd):
+    # Raw reads into one bytes object: a file object would allocate more,
+    # and after a fork every page an allocation writes to is a page fault.
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    os.close(fd)
+    return data
 
 
 def serve():
@@ -89,8 +101,7 @@ def serve():
         os.close(w)
         for fd in fds:
             os.close(fd)
-        with os.fdopen(r, "rb") as f:
-            started = f.read()
+        started = read_all(r)
         sock.send(started)
         _, status = os.waitpid(pid, 0)
         if started:
@@ -174,6 +185,16 @@ generator = type((lambda: (yield))())
 
 
 text_io = type(sys.stdout)
+# What each fork would otherwise do for the first time, and so pay for in
+# page faults (each write to a page it shares with the template copies
+# that page; a fault cost 20-35 us on a paravirtualised 2-vCPU host): the
+# first compile (the parser's and compiler's state), the look-ups of the
+# libc functions drop calls, and hiding the modules this file imported
+# (read_all's parse of /proc/self/status needs none of them).
+compile('print("hello")\n', "<template>", "exec", dont_inherit=True)
+libc.prctl, libc.capset
+while imported:
+    del sys.modules[imported.pop()]
 gc.freeze()  # what every step shares stays out of its collector's way
 msg, fds, ready = serve()
 head, _, argv = msg.partition(b"\n")
@@ -197,7 +218,7 @@ for i, fd in enumerate(fds):
     os.close(fd)
 os.write(ready, str(os.getpid()).encode())
 os.close(ready)
-del msg, fds, ready, head, limits, drop, serve, dropped, imported, libc, ctypes, cap_header, no_caps
+del msg, fds, ready, head, limits, drop, serve, read_all, dropped, imported, libc, ctypes, cap_header, no_caps
 os.chdir("/box")
 sys.orig_argv = [os.fsdecode(a) for a in argv.split(b"\0")]
 sys.argv = sys.orig_argv[1:]
