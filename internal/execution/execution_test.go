@@ -72,3 +72,63 @@ func TestHubWakesEveryWaiter(t *testing.T) {
 		t.Fatalf("waiters leak: %d ids", len(h.waiters))
 	}
 }
+
+// TestHubHoldsBackRowlessNotificationsForItsWorkers: a notification
+// without a row (PostgreSQL's, from ListenFinished) of an execution a
+// worker of this process runs waits for that worker's row, or for its
+// Done when it has none; any other goes straight to the waiters.
+func TestHubHoldsBackRowlessNotificationsForItsWorkers(t *testing.T) {
+	stored := &Execution{Status: Completed}
+	type step struct {
+		do   string // expect, done, row, nil
+		want string // what the waiter holds after the step: "", "row" or "nil"
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"no worker here", []step{{"nil", "nil"}}},
+		{"notification before the worker's row", []step{{"expect", ""}, {"nil", ""}, {"row", "row"}, {"done", "row"}}},
+		{"worker's row before the notification", []step{{"expect", ""}, {"row", "row"}, {"nil", "row"}, {"done", "row"}}},
+		{"worker without a row", []step{{"expect", ""}, {"nil", ""}, {"done", "nil"}}},
+		{"two attempts here", []step{{"expect", ""}, {"expect", ""}, {"nil", ""}, {"done", ""}, {"done", "nil"}}},
+		{"notification after the worker", []step{{"expect", ""}, {"done", ""}, {"nil", "nil"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHub()
+			id := uuid.New()
+			ch, release := h.Subscribe(id)
+			got := ""
+			for i, s := range tc.steps {
+				switch s.do {
+				case "expect":
+					h.Expect(id)
+				case "done":
+					h.Done(id)
+				case "row":
+					h.Notify(id, stored)
+				case "nil":
+					h.Notify(id, nil)
+				}
+				select {
+				case e := <-ch:
+					if got != "" {
+						t.Fatalf("step %d: the waiter was woken twice", i)
+					}
+					got = "nil"
+					if e == stored {
+						got = "row"
+					}
+				default:
+				}
+				if got != s.want {
+					t.Fatalf("step %d (%s): the waiter holds %q, want %q", i, s.do, got, s.want)
+				}
+			}
+			release()
+			if len(h.waiters)+len(h.running)+len(h.heldBack) != 0 {
+				t.Fatalf("the hub keeps state: %d waiters, %d running, %d held back", len(h.waiters), len(h.running), len(h.heldBack))
+			}
+		})
+	}
+}

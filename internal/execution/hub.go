@@ -11,13 +11,25 @@ import (
 // Workers of this process call Notify with the row they stored, which the
 // readers answer with as it is; results recorded by other processes arrive
 // through the store's ListenFinished, without a row, and the readers read it.
+//
+// On PostgreSQL a result recorded by this process's worker arrives both
+// ways, and the notification often first: a worker Expects the execution it
+// runs, and a notification without a row for it waits for the worker's row
+// (or, should the worker have none, for its Done), so that the readers need
+// not read what the worker is about to hand them.
 type Hub struct {
 	mu      sync.Mutex
 	waiters map[uuid.UUID][]chan *Execution
+	// running counts this process's workers running an execution;
+	// heldBack marks those whose notification without a row came first.
+	running  map[uuid.UUID]int
+	heldBack map[uuid.UUID]bool
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{waiters: map[uuid.UUID][]chan *Execution{}} }
+func NewHub() *Hub {
+	return &Hub{waiters: map[uuid.UUID][]chan *Execution{}, running: map[uuid.UUID]int{}, heldBack: map[uuid.UUID]bool{}}
+}
 
 // Subscribe returns a channel that receives one value when id is notified
 // (the terminal execution, or nil when the notifier did not have it), and a
@@ -47,9 +59,47 @@ func (h *Hub) Subscribe(id uuid.UUID) (<-chan *Execution, func()) {
 
 // Notify wakes every waiter of id with e, the execution as stored once
 // terminal, or nil when the caller only knows that it finished. Waiters must
-// not modify e: they share it.
+// not modify e: they share it. A nil notification of an execution a worker
+// of this process Expects is held back until that worker's Notify or Done.
 func (h *Hub) Notify(id uuid.UUID, e *Execution) {
 	h.mu.Lock()
+	if e == nil && h.running[id] > 0 {
+		h.heldBack[id] = true
+		h.mu.Unlock()
+		return
+	}
+	delete(h.heldBack, id)
+	h.wake(id, e)
+}
+
+// Expect tells the hub that a worker of this process runs id and will
+// Notify its stored row; the worker must call Done when it stops, whether
+// or not it had a row to give.
+func (h *Hub) Expect(id uuid.UUID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.running[id]++
+}
+
+// Done ends an Expect. A notification held back for it wakes the waiters
+// now, without a row: they read it.
+func (h *Hub) Done(id uuid.UUID) {
+	h.mu.Lock()
+	if h.running[id]--; h.running[id] > 0 {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.running, id)
+	if !h.heldBack[id] {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.heldBack, id)
+	h.wake(id, nil)
+}
+
+// wake hands e to id's waiters; it is called with h.mu held and unlocks it.
+func (h *Hub) wake(id uuid.UUID, e *Execution) {
 	list := h.waiters[id]
 	delete(h.waiters, id)
 	h.mu.Unlock()

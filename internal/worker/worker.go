@@ -72,6 +72,10 @@ func (w *Worker) Work(ctx context.Context, job *river.Job[queue.ExecuteArgs]) er
 		w.Metrics.Retries.Inc()
 		return fmt.Errorf("start attempt: %w", err)
 	}
+	// The row this attempt records goes to this process's long-polls
+	// (finish), which need not wait for PostgreSQL's notification of it.
+	w.Hub.Expect(id)
+	defer w.Hub.Done(id)
 	log = log.With("session_id", e.SessionID, "language", e.Language)
 	wait := e.StartedAt.Sub(e.QueuedAt)
 	if attempt > 1 {
