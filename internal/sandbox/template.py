@@ -190,7 +190,7 @@ text_io = type(sys.stdout)
 # that page; a fault cost 20-35 us on a paravirtualised 2-vCPU host): the
 # first compile (the parser's and compiler's state), the look-ups of the
 # libc functions drop calls, and hiding the modules this file imported
-# (read_all's parse of /proc/self/status needs none of them).
+# (what drop uses of them, this file's globals keep).
 compile('print("hello")\n', "<template>", "exec", dont_inherit=True)
 libc.prctl, libc.capset
 while imported:
