@@ -20,15 +20,19 @@ import (
 type Hub struct {
 	mu      sync.Mutex
 	waiters map[uuid.UUID][]chan *Execution
-	// running counts this process's workers running an execution;
-	// heldBack marks those whose notification without a row came first.
-	running  map[uuid.UUID]int
-	heldBack map[uuid.UUID]bool
+	// running holds the executions this process's workers run.
+	running map[uuid.UUID]*expectation
+}
+
+// expectation is what the hub knows of an execution its workers run.
+type expectation struct {
+	workers  int  // Expects not yet Done
+	heldBack bool // a notification without a row came before the worker's row
 }
 
 // NewHub returns an empty hub.
 func NewHub() *Hub {
-	return &Hub{waiters: map[uuid.UUID][]chan *Execution{}, running: map[uuid.UUID]int{}, heldBack: map[uuid.UUID]bool{}}
+	return &Hub{waiters: map[uuid.UUID][]chan *Execution{}, running: map[uuid.UUID]*expectation{}}
 }
 
 // Subscribe returns a channel that receives one value when id is notified
@@ -63,12 +67,12 @@ func (h *Hub) Subscribe(id uuid.UUID) (<-chan *Execution, func()) {
 // of this process Expects is held back until that worker's Notify or Done.
 func (h *Hub) Notify(id uuid.UUID, e *Execution) {
 	h.mu.Lock()
-	if e == nil && h.running[id] > 0 {
-		h.heldBack[id] = true
-		h.mu.Unlock()
-		return
+	if x := h.running[id]; x != nil {
+		if x.heldBack = e == nil; x.heldBack {
+			h.mu.Unlock()
+			return
+		}
 	}
-	delete(h.heldBack, id)
 	h.wake(id, e)
 }
 
@@ -78,23 +82,32 @@ func (h *Hub) Notify(id uuid.UUID, e *Execution) {
 func (h *Hub) Expect(id uuid.UUID) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.running[id]++
+	x := h.running[id]
+	if x == nil {
+		x = &expectation{}
+		h.running[id] = x
+	}
+	x.workers++
 }
 
 // Done ends an Expect. A notification held back for it wakes the waiters
 // now, without a row: they read it.
 func (h *Hub) Done(id uuid.UUID) {
 	h.mu.Lock()
-	if h.running[id]--; h.running[id] > 0 {
+	x := h.running[id]
+	if x == nil {
+		h.mu.Unlock()
+		return
+	}
+	if x.workers--; x.workers > 0 {
 		h.mu.Unlock()
 		return
 	}
 	delete(h.running, id)
-	if !h.heldBack[id] {
+	if !x.heldBack {
 		h.mu.Unlock()
 		return
 	}
-	delete(h.heldBack, id)
 	h.wake(id, nil)
 }
 
